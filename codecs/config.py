@@ -1,0 +1,308 @@
+"""The config file (TOML): broker, topics, pipeline knobs and destination instances.
+
+`load_config(text, env, base_dir)` checks everything and compiles every trigger and mapping
+once. A config with mistakes raises `ConfigError` listing each mistake with its location
+(`destinations[1].mappings[0].subscribe: column 9: …`); the worker refuses to start.
+
+Secrets: any string setting may be written `"${NAME}"` and is then read from `env` (passed
+in by the caller; this module never reads the process environment). Secret settings are
+held as `Secret` and never print.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .destinations import REGISTRY, Action, Destination
+from .fql import Trigger, TriggerError, compile_trigger
+from .mapping import Mapping, MappingError, compile_mapping
+from .secret import secret_hook
+
+__all__ = ["Config", "ConfigError", "Instance", "KafkaConfig", "PipelineConfig", "Subscription",
+           "load_config", "load_config_file"]
+
+MAX_CUSTOM_MAPPINGS = 50
+
+
+class ConfigError(ValueError):
+    """The config has mistakes; `errors` holds one line per mistake, with its location."""
+
+    def __init__(self, errors: list[str], source: str = "config") -> None:
+        self.errors = errors
+        lines = "\n".join(f"  - {e}" for e in errors)
+        super().__init__(f"{source} has {len(errors)} mistake{'s' if len(errors) != 1 else ''}:\n{lines}")
+
+
+class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    broker: str = "kafka://127.0.0.1:9092"
+    input_topics: list[str] = msgspec.field(default_factory=lambda: ["segment-events"])
+    topic_prefix: str = "pushstream"
+    partitions: int = 8
+    app_id: str = "pushstream"
+
+
+class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    batch_window: float = 1.0
+    route_batch: int = 500
+    max_event_bytes: int = 32 * 1024
+    request_timeout: float = 10.0
+    retry_window: float = 4 * 3600.0
+    max_attempts: int = 30
+    inline_retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 300.0
+    dedup_window: float = 24 * 3600.0
+
+
+class _PresetOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    enable_batching: bool | None = None
+    batch_size: int | None = None
+
+
+class _MappingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    action: str
+    subscribe: str
+    mapping: dict[str, Any] | None = None
+    mapping_file: str | None = None
+    enable_batching: bool | None = None
+    batch_size: int | None = None
+
+
+class _DestinationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    type: str
+    settings: dict[str, Any]
+    presets: bool | dict[str, _PresetOptions] = True
+    mappings: list[_MappingConfig] = msgspec.field(default_factory=list)
+    max_requests_per_second: float | None = None
+    max_connections: int = 10
+
+
+class _Top(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    kafka: dict[str, Any] = msgspec.field(default_factory=dict)
+    pipeline: dict[str, Any] = msgspec.field(default_factory=dict)
+    destinations: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A preset or custom mapping of one instance, compiled."""
+
+    name: str
+    action: Action
+    trigger: Trigger
+    mapping: Mapping
+    batched: bool
+    batch_size: int
+    preset: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A configured destination instance (e.g. "pushwoosh-eu")."""
+
+    name: str
+    destination: Destination
+    settings: Any
+    subscriptions: tuple[Subscription, ...]
+    integration_keys: tuple[str, ...]
+    max_requests_per_second: float | None
+    max_connections: int
+
+    def subscription(self, name: str) -> Subscription | None:
+        for s in self.subscriptions:
+            if s.name == name:
+                return s
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    kafka: KafkaConfig
+    pipeline: PipelineConfig
+    instances: tuple[Instance, ...]
+
+    def instance(self, name: str) -> Instance:
+        for i in self.instances:
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+    def topic(self, kind: str, instance: str | None = None) -> str:
+        """Topic names: `<prefix>.outcomes`, `<prefix>.deadletter`, `<prefix>.jobs.<instance>`, …"""
+        base = f"{self.kafka.topic_prefix}.{kind}"
+        return f"{base}.{instance}" if instance else base
+
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _where(exc: msgspec.ValidationError, prefix: str) -> str:
+    text = str(exc)
+    if " - at `$" in text:
+        message, at = text.rsplit(" - at `$", 1)
+        return f"{prefix}{at.rstrip('`')}: {message}"
+    return f"{prefix}: {text}"
+
+
+def _convert(obj: Any, type_: type, where: str, errors: list[str]) -> Any:
+    try:
+        return msgspec.convert(obj, type_, dec_hook=secret_hook)
+    except msgspec.ValidationError as exc:
+        errors.append(_where(exc, where))
+        return None
+
+
+def _settings(raw: dict[str, Any], dest: Destination, where: str, env: dict[str, str], errors: list[str]) -> Any:
+    resolved = {}
+    for key, value in raw.items():
+        m = _ENV_REF.match(value) if isinstance(value, str) else None
+        if m:
+            if m.group(1) not in env:
+                errors.append(f"{where}.settings.{key}: environment variable {m.group(1)} is not set")
+            value = env.get(m.group(1), "unset")  # keeps the other settings' checks meaningful
+        resolved[key] = value
+    return _convert(resolved, dest.settings_type, f"{where}.settings", errors)
+
+
+def _mapping_json(m: _MappingConfig, where: str, base_dir: Path, errors: list[str]) -> Any:
+    if (m.mapping is None) == (m.mapping_file is None):
+        errors.append(f"{where}: give exactly one of `mapping` (inline) or `mapping_file`")
+        return None
+    if m.mapping is not None:
+        return m.mapping
+    path = base_dir / m.mapping_file  # type: ignore[operator]
+    try:
+        return msgspec.json.decode(path.read_bytes())
+    except OSError as exc:
+        errors.append(f"{where}.mapping_file: cannot read {path}: {exc.strerror}")
+    except msgspec.DecodeError as exc:
+        errors.append(f"{where}.mapping_file: {path} is not valid JSON: {exc}")
+    return None
+
+
+def _compile(
+    name: str, action: Action, subscribe: str, mapping_json: Any, batching: bool | None, batch_size: int | None,
+    preset: bool, where: str, errors: list[str],
+) -> Subscription | None:
+    ok = True
+    try:
+        trigger = compile_trigger(subscribe)
+    except TriggerError as exc:
+        errors.append(f"{where}.subscribe: {exc}")
+        ok = False
+    try:
+        mapping = compile_mapping(mapping_json)
+    except MappingError as exc:
+        errors.extend(f"{where}.mapping{path}: {msg}" for path, msg in exc.errors)
+        ok = False
+    if batching is None and isinstance(mapping_json, dict):
+        literal = mapping_json.get("enable_batching")
+        batching = literal if isinstance(literal, bool) else None
+    if batching and not action.batchable:
+        errors.append(f"{where}.enable_batching: action {action.key} does not support batching")
+        ok = False
+    size = action.max_batch_size if batch_size is None else batch_size
+    if not 1 <= size <= action.max_batch_size:
+        errors.append(f"{where}.batch_size: must be between 1 and {action.max_batch_size}, got {size}")
+        ok = False
+    if not ok:
+        return None
+    return Subscription(name, action, trigger, mapping, bool(batching), size, preset)
+
+
+def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, errors: list[str]) -> Instance | None:
+    where = f"destinations[{i}]"
+    cfg: _DestinationConfig | None = _convert(raw, _DestinationConfig, where, errors)
+    if cfg is None:
+        return None
+    where = f"destinations[{i}] ({cfg.name})"
+    dest = REGISTRY.get(cfg.type)
+    if dest is None:
+        errors.append(f"{where}.type: unknown destination {cfg.type!r}; known: {', '.join(sorted(REGISTRY))}")
+        return None
+    if not _INSTANCE_NAME.match(cfg.name):
+        errors.append(f"{where}.name: use letters, digits, '.', '_' or '-' (it becomes part of topic names)")
+    settings = _settings(cfg.settings, dest, where, env, errors)
+    subs: list[Subscription] = []
+    preset_opts = cfg.presets if isinstance(cfg.presets, dict) else {}
+    for unknown in sorted(set(preset_opts) - {p.name for p in dest.presets}):
+        errors.append(f"{where}.presets: unknown preset {unknown!r}; known: {', '.join(p.name for p in dest.presets)}")
+    if cfg.presets is not False:
+        for p in dest.presets:
+            opts = preset_opts.get(p.name, _PresetOptions())
+            if not opts.enabled:
+                continue
+            action = dest.actions[p.action]
+            batching = p.enable_batching if opts.enable_batching is None else opts.enable_batching
+            sub = _compile(p.name, action, p.subscribe, action.default_mapping, batching, opts.batch_size, True,
+                           f"{where}.presets[{p.name!r}]", errors)
+            if sub:
+                subs.append(sub)
+    if len(cfg.mappings) > MAX_CUSTOM_MAPPINGS:
+        errors.append(f"{where}.mappings: at most {MAX_CUSTOM_MAPPINGS} custom mappings, got {len(cfg.mappings)}")
+    seen = {s.name for s in subs}
+    for j, m in enumerate(cfg.mappings):
+        mwhere = f"{where}.mappings[{j}] ({m.name})"
+        if m.name in seen:
+            errors.append(f"{mwhere}.name: another mapping or preset of this instance is already called {m.name!r}")
+        seen.add(m.name)
+        action = dest.actions.get(m.action)
+        if action is None:
+            errors.append(f"{mwhere}.action: {dest.slug} has no action {m.action!r}; known: {', '.join(dest.actions)}")
+            continue
+        mapping_json = _mapping_json(m, mwhere, base_dir, errors)
+        if mapping_json is None:
+            continue
+        sub = _compile(m.name, action, m.subscribe, mapping_json, m.enable_batching, m.batch_size, False,
+                       mwhere, errors)
+        if sub:
+            subs.append(sub)
+    if cfg.max_connections < 1:
+        errors.append(f"{where}.max_connections: must be at least 1")
+    if settings is None:
+        return None
+    return Instance(cfg.name, dest, settings, tuple(subs), (*dest.integration_names, cfg.name),
+                    cfg.max_requests_per_second, cfg.max_connections)
+
+
+def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, source: str = "config") -> Config:
+    """Parse, check and compile a TOML config; raises `ConfigError` listing every mistake."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], source) from None
+    errors: list[str] = []
+    top = _convert(data, _Top, "", errors)
+    if top is None:
+        raise ConfigError([e.lstrip(": ") for e in errors], source)
+    kafka = _convert(top.kafka, KafkaConfig, "kafka", errors)
+    pipeline = _convert(top.pipeline, PipelineConfig, "pipeline", errors)
+    instances = [_instance(d, i, env, base_dir or Path("."), errors) for i, d in enumerate(top.destinations)]
+    names = [i.name for i in instances if i]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"destinations: two instances are called {dup!r}")
+    if kafka is not None and not kafka.input_topics:
+        errors.append("kafka.input_topics: name at least one topic")
+    if errors:
+        raise ConfigError(errors, source)
+    return Config(kafka, pipeline, tuple(i for i in instances if i))
+
+
+def load_config_file(path: str | Path, env: dict[str, str]) -> Config:
+    """Read and load a config file; mapping files are resolved relative to it."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([f"cannot read {p}: {exc.strerror}"], str(p)) from None
+    return load_config(text, env, p.parent, str(p))

@@ -1,0 +1,243 @@
+"""Action fields and payload validation, with Segment's results and messages.
+
+An action declares its fields (name, label, type, required, allowNull, default mapping).
+`validate_payload` does what Segment's `removeEmptyValues` + AJV (`coerceTypes: 'array'`,
+`removeAdditional`) do to a mapped payload: drop empty values, strip unknown keys, coerce
+scalars (5 -> "5", "1.5" -> 1.5, "true" -> true), check formats (email, date-like), and
+report every problem in one message that reads like Segment's
+("The root value is missing the required field 'external_id'.").
+
+The single-event and batch paths differ in one point, as in Segment: only the single path
+drops a top-level `""` (so a required field mapped to `""` fails there, and is sent as `""`
+in a batch).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .js import UNDEFINED, is_number, js_string
+
+__all__ = ["Field", "PayloadInvalid", "validate_payload", "default_mapping"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One action field, declared like Segment's `InputField`."""
+
+    name: str
+    label: str
+    type: str  # string | text | password | datetime | number | integer | boolean | object
+    required: bool = False
+    allow_null: bool = False
+    default: Any = None  # the default mapping (a directive or a literal); None = no default
+    format: str | None = None  # email | uri
+    properties: tuple[Field, ...] | None = None  # object sub-fields (unknown sub-keys stripped)
+    description: str = ""
+
+
+class PayloadInvalid(ValueError):
+    """The mapped payload fails field validation; the message is Segment's wording."""
+
+
+def default_mapping(fields: tuple[Field, ...]) -> dict[str, Any]:
+    """The mapping a preset uses: each field's default (Segment's `defaultValues(fields)`)."""
+    out: dict[str, Any] = {}
+    for f in fields:
+        if f.default is not None:
+            out[f.name] = f.default
+    return out
+
+
+def _schema_types(f: Field) -> tuple[str, ...]:
+    base = {"string": ("string",), "text": ("string",), "password": ("string",), "datetime": ("string", "number")}
+    types = base.get(f.type, (f.type,))
+    return types + ("null",) if f.allow_null else types
+
+
+def _remove_empty(value: Any, f: Field) -> Any:
+    """`removeEmptyValues` for one field value below the root."""
+    if isinstance(value, dict):
+        if f.properties is None or f.type != "object":
+            return value
+        subs = {s.name: s for s in f.properties}
+        out = {}
+        for k, v in value.items():
+            v = _remove_empty(v, subs[k]) if k in subs else v
+            if v is not UNDEFINED:
+                out[k] = v
+        return out
+    if isinstance(value, list):
+        return value
+    types = _schema_types(f)
+    if value is None and "null" not in types:
+        return UNDEFINED
+    if value == "" and isinstance(value, str) and "string" not in types:
+        return UNDEFINED
+    return value
+
+
+_A = {"string": "a string", "number": "a number", "integer": "an integer", "boolean": "a boolean",
+      "object": "an object", "array": "an array", "null": "null"}
+
+
+def _humanize_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if is_number(value):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _type_message(label: str, types: tuple[str, ...], value: Any) -> str:
+    listed = types[0] if len(types) == 1 else ", ".join(types[:-1]) + " or " + types[-1]
+    article = "an" if listed[:1] in "aeiou" else "a"
+    return f"{label} must be {article} {listed} but it was {_humanize_type(value)}."
+
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def _coerce(value: Any, target: str) -> Any:
+    """AJV's scalar coercion to `target`; UNDEFINED when it cannot coerce."""
+    if target == "string":
+        if isinstance(value, bool) or is_number(value):
+            return js_string(value)
+        if value is None:
+            return ""
+        return UNDEFINED
+    if target in ("number", "integer"):
+        if isinstance(value, bool):
+            return int(value)
+        if value is None:
+            return 0
+        if isinstance(value, str) and _NUMBER.match(value):
+            number = float(value)
+            if target == "integer":
+                return int(number) if number.is_integer() else UNDEFINED
+            return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+        return UNDEFINED
+    if target == "boolean":
+        if value in ("true", "false"):
+            return value == "true"
+        if is_number(value) and value in (0, 1):
+            return bool(value)
+        if value is None:
+            return False
+        return UNDEFINED
+    if target == "null":
+        return None if value in ("", 0, False) else UNDEFINED
+    return UNDEFINED
+
+
+def _matches(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "number":
+        return is_number(value)
+    if kind == "integer":
+        return is_number(value) and float(value).is_integer()
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "null":
+        return value is None
+    return False
+
+
+_EMAIL = re.compile(
+    r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$",
+    re.IGNORECASE,
+)
+_URI = re.compile(r"^[a-z][a-z0-9+\-.]*:[^\s]*$", re.IGNORECASE)
+_DAYJS = re.compile(r"^(\d{4})[-/]?(\d{1,2})?[-/]?(\d{0,2})[Tt\s]*(\d{1,2})?:?(\d{1,2})?:?(\d{1,2})?[.:]?(\d+)?$")
+
+
+def is_date_like(text: str) -> bool:
+    """Segment's `date-like` format: what dayjs (or `new Date`) can parse; numeric strings are unix times."""
+    if _NUMBER.match(text) and text.strip() == text:
+        try:
+            return abs(float(text)) * 1000 <= 8.64e15
+        except ValueError:
+            return False
+    if _DAYJS.match(text):
+        return True  # dayjs builds a Date from the parts without range checks, so it is valid
+    from dateutil import parser
+
+    try:
+        parser.parse(text)
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+def _check_format(f: Field, value: Any, errors: list[str]) -> None:
+    if not isinstance(value, str):
+        return
+    if f.type == "datetime" and not is_date_like(value):
+        errors.append(f"{f.label} must be a valid date-like string but it was not.")
+    elif f.format == "email" and not _EMAIL.match(value):
+        errors.append(f"{f.label} must be a valid email address string but it was not.")
+    elif f.format == "uri" and not _URI.match(value):
+        errors.append(f"{f.label} must be a valid URI string but it was not.")
+
+
+def _validate_value(f: Field, value: Any, errors: list[str]) -> Any:
+    types = _schema_types(f)
+    if isinstance(value, list) and len(value) == 1 and "object" not in types:
+        value = value[0]  # coerceTypes: 'array' unwraps a one-element array for a scalar field
+    if not any(_matches(value, t) for t in types):
+        for t in types:
+            coerced = _coerce(value, t)
+            if coerced is not UNDEFINED:
+                value = coerced
+                break
+        else:
+            errors.append(_type_message(f.label, types, value))
+            return UNDEFINED
+    if isinstance(value, dict) and f.properties is not None:
+        return _validate_object(value, f.properties, errors, f"The value at /{f.name}")
+    _check_format(f, value, errors)
+    return value
+
+
+def _validate_object(payload: dict[str, Any], fields: tuple[Field, ...], errors: list[str], who: str) -> dict[str, Any]:
+    for f in fields:
+        if f.required and f.name not in payload:
+            errors.append(f"{who} is missing the required field '{f.name}'.")
+    checked: dict[str, Any] = {}
+    for f in fields:
+        if f.name in payload:
+            checked[f.name] = _validate_value(f, payload[f.name], errors)
+    # Keep the mapping's key order (AJV validates in place); unknown keys are dropped.
+    return {k: checked[k] for k in payload if k in checked and checked[k] is not UNDEFINED}
+
+
+def validate_payload(payload: dict[str, Any], fields: tuple[Field, ...], *, batch: bool) -> dict[str, Any]:
+    """Clean, coerce and check a mapped payload; returns the payload the request is built from.
+
+    Raises `PayloadInvalid` with all messages joined by a space, as Segment's AggregateAjvError.
+    """
+    known = {f.name: f for f in fields}
+    cleaned: dict[str, Any] = {}
+    for k, v in payload.items():
+        if k in known:
+            v = _remove_empty(v, known[k])
+        if v is UNDEFINED or (v == "" and isinstance(v, str) and not batch):
+            continue
+        cleaned[k] = v
+    errors: list[str] = []
+    result = _validate_object(cleaned, fields, errors, "The root value")
+    if errors:
+        raise PayloadInvalid(" ".join(errors))
+    return result

@@ -1,0 +1,385 @@
+"""Segment's trigger language (FQL, as used by destination subscriptions), compiled to predicates.
+
+The accepted language and the truth values match `@segment/destination-subscriptions`:
+
+    type = "track" and (event = "Order Completed" or properties.total > 100)
+    contains(event, "Order") or match(context.page.path, "/checkout*")
+    properties.coupon != null and traits.vip = true
+
+Where Segment's parser silently reads a trigger differently from what it says (it drops
+unknown identifiers such as `anonymousId`, uppercase `AND`/`OR` and `not`, keeps the quotes
+of single-quoted strings, reads `==` as `=` with the value `"="`, takes the last `and`/`or`
+of a level for the whole level, breaks on nested parentheses) we refuse the trigger with a
+`TriggerError` that points at the column, instead of matching something unexpected.
+
+`compile_trigger(text)` parses once; the returned `Trigger` is a plain callable on the event
+tree (the decoded JSON object) and does no parsing per event.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .js import UNDEFINED, get_path, is_number, js_string
+
+__all__ = ["Trigger", "TriggerError", "compile_trigger"]
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+class TriggerError(ValueError):
+    """A trigger Segment would misread or reject; `column` is 1-based."""
+
+    def __init__(self, message: str, text: str, column: int) -> None:
+        self.reason = message
+        self.text = text
+        self.column = column
+        super().__init__(f"column {column}: {message}\n  {text}\n  {' ' * (column - 1)}^")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # ident, string, number, op, not, lparen, rparen, comma, and, or, null, true, false, eos
+    value: str
+    col: int
+
+
+_TOP_FIELDS = ("type", "event", "name", "userId")
+_NESTED_FIELDS = ("properties", "traits", "context")
+_MISREAD_WORDS = {
+    "AND": "use lowercase `and`: Segment ignores `AND` and reads the rest as if it were not there",
+    "OR": "use lowercase `or`: Segment ignores `OR` and reads the rest as if it were not there",
+    "And": "use lowercase `and`",
+    "Or": "use lowercase `or`",
+    "not": "`not` is not part of FQL (Segment silently ignores it); use != or !contains()/!match()",
+    "NOT": "`NOT` is not part of FQL (Segment silently ignores it); use != or !contains()/!match()",
+    "NULL": "use lowercase `null`",
+    "TRUE": "use lowercase `true`",
+    "FALSE": "use lowercase `false`",
+}
+_IDENT_START = re.compile(r"[A-Za-z_\\]")
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_\-\\]")
+
+
+def _lex(text: str) -> list[_Tok]:
+    toks: list[_Tok] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        col = i + 1
+        if c in " \t\n\r":
+            i += 1
+        elif c == "(":
+            toks.append(_Tok("lparen", c, col))
+            i += 1
+        elif c == ")":
+            toks.append(_Tok("rparen", c, col))
+            i += 1
+        elif c == ",":
+            toks.append(_Tok("comma", c, col))
+            i += 1
+        elif c in "[]":
+            raise TriggerError("brackets are not supported in trigger paths; use dots", text, col)
+        elif c == "'":
+            raise TriggerError(
+                "use double quotes: Segment keeps the quotes of a single-quoted string, so it never matches",
+                text,
+                col,
+            )
+        elif c == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
+                raise TriggerError("unterminated string", text, col)
+            toks.append(_Tok("string", text[i + 1 : end], col))
+            i = end + 1
+        elif c == "=":
+            if text.startswith("==", i):
+                raise TriggerError("use `=`, not `==` (Segment reads `==` as comparing with \"=\")", text, col)
+            toks.append(_Tok("op", "=", col))
+            i += 1
+        elif c == "!":
+            if text.startswith("!=", i):
+                toks.append(_Tok("op", "!=", col))
+                i += 2
+            elif i + 1 < n and (text[i + 1].isalpha() or text[i + 1] == "("):
+                toks.append(_Tok("not", "!", col))
+                i += 1
+            else:
+                raise TriggerError("expected `!=` or `!contains(`/`!match(`", text, col)
+        elif c in "<>":
+            op = text[i : i + 2] if text.startswith("=", i + 1) else c
+            toks.append(_Tok("op", op, col))
+            i += len(op)
+        elif c.isdigit() or c in "+-":
+            m = re.compile(r"[+-]?\d+(\.\d+)?").match(text, i)
+            if not m or (m.end() < n and (text[m.end()] == "." or _IDENT_CHAR.match(text[m.end()]))):
+                raise TriggerError("malformed number", text, col)
+            toks.append(_Tok("number", m.group(0), col))
+            i = m.end()
+        elif _IDENT_START.match(c):
+            i = _lex_ident(text, i, toks)
+        else:
+            raise TriggerError(f"unexpected character {c!r}", text, col)
+    toks.append(_Tok("eos", "", n + 1))
+    return toks
+
+
+def _lex_ident(text: str, i: int, toks: list[_Tok]) -> int:
+    """Read a dotted identifier (`properties.a.b`); backslash escapes the next character."""
+    start, n = i, len(text)
+    segments: list[str] = []
+    current: list[str] = []
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            if i + 1 >= n:
+                raise TriggerError("expected a character after the escape `\\`", text, i + 1)
+            current.append(text[i + 1])
+            i += 2
+        elif _IDENT_CHAR.match(c):
+            current.append(c)
+            i += 1
+        elif c == ".":
+            segments.append("".join(current))
+            current = []
+            i += 1
+            if i >= n or not (_IDENT_START.match(text[i])):
+                what = "a number" if i < n and text[i].isdigit() else "nothing"
+                raise TriggerError(
+                    f"a path segment must be a name, got {what} (Segment misreads numeric segments)", text, i + 1
+                )
+        else:
+            break
+    segments.append("".join(current))
+    word = ".".join(segments)
+    kind = "ident"
+    if word in ("and", "or", "null", "true", "false"):
+        kind = word
+    elif word in _MISREAD_WORDS:
+        raise TriggerError(_MISREAD_WORDS[word], text, start + 1)
+    toks.append(_Tok(kind, word, start + 1))
+    return i
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = _lex(text)
+        self.pos = 0
+
+    def peek(self) -> _Tok:
+        return self.toks[self.pos]
+
+    def take(self, kind: str, what: str) -> _Tok:
+        tok = self.peek()
+        if tok.kind != kind:
+            self.fail(f"expected {what}, got {_describe(tok)}", tok)
+        self.pos += 1
+        return tok
+
+    def fail(self, message: str, tok: _Tok) -> None:
+        raise TriggerError(message, self.text, tok.col)
+
+    def parse(self) -> Predicate:
+        if self.peek().kind == "eos":
+            self.fail("the trigger is empty", self.peek())
+        pred = self.group(depth=0)
+        tok = self.peek()
+        if tok.kind != "eos":
+            self.fail(f"expected `and`, `or` or the end, got {_describe(tok)}", tok)
+        return pred
+
+    def group(self, depth: int) -> Predicate:
+        terms = [self.term(depth)]
+        conj: _Tok | None = None
+        while self.peek().kind in ("and", "or"):
+            tok = self.peek()
+            if conj is not None and tok.kind != conj.kind:
+                self.fail(
+                    "mixing `and` and `or` needs parentheses: Segment applies the last one to the whole group",
+                    tok,
+                )
+            conj = tok
+            self.pos += 1
+            terms.append(self.term(depth))
+        if len(terms) == 1:
+            return terms[0]
+        preds = tuple(terms)
+        if conj is not None and conj.kind == "or":
+            return lambda ev: any(p(ev) for p in preds)
+        return lambda ev: all(p(ev) for p in preds)
+
+    def term(self, depth: int) -> Predicate:
+        tok = self.peek()
+        if tok.kind == "lparen":
+            if depth >= 1:
+                self.fail("nested parentheses are not supported by Segment's trigger parser", tok)
+            self.pos += 1
+            if self.peek().kind == "rparen":
+                self.fail("empty parentheses", self.peek())
+            inner = self.group(depth + 1)
+            self.take("rparen", "`)`")
+            return inner
+        if tok.kind == "not":
+            self.pos += 1
+            fn = self.peek()
+            if fn.kind != "ident" or fn.value not in ("contains", "match"):
+                self.fail("`!` must be followed by contains( or match(", tok)
+            return self.function(negate=True)
+        if tok.kind == "ident" and tok.value in ("contains", "match") and self.toks[self.pos + 1].kind == "lparen":
+            return self.function(negate=False)
+        if tok.kind == "ident":
+            return self.condition()
+        self.fail(f"expected a condition, got {_describe(tok)}", tok)
+        raise AssertionError  # unreachable
+
+    def field(self) -> tuple[str, tuple[str, ...], _Tok]:
+        tok = self.take("ident", "a field")
+        head, _, rest = tok.value.partition(".")
+        if head in _TOP_FIELDS:
+            if rest:
+                self.fail(f"`{head}` has no sub-fields", tok)
+            return head, (), tok
+        if head in _NESTED_FIELDS:
+            if not rest:
+                self.fail(f"`{head}` needs a path, e.g. {head}.plan", tok)
+            return head, tuple(rest.split(".")), tok
+        self.fail(
+            f"unknown field `{tok.value}`: triggers can read type, event, name, userId, "
+            "properties.*, traits.*, context.* (Segment silently ignores anything else)",
+            tok,
+        )
+        raise AssertionError  # unreachable
+
+    def function(self, negate: bool) -> Predicate:
+        name = self.take("ident", "contains or match")
+        self.take("lparen", "`(`")
+        head, path, ftok = self.field()
+        if head == "type":
+            self.fail(f"{name.value}() cannot read `type`", ftok)
+        self.take("comma", "`,`")
+        arg = self.peek()
+        if arg.kind not in ("string", "number"):
+            self.fail(f"expected a quoted string, got {_describe(arg)}", arg)
+        self.pos += 1
+        self.take("rparen", "`)`")
+        read = _reader(head, path)
+        value = arg.value
+        if name.value == "contains":
+            if negate:
+                return lambda ev: isinstance(a := read(ev), str) and value not in a
+            return lambda ev: isinstance(a := read(ev), str) and value in a
+        starts, ends = value.endswith("*"), value.startswith("*")
+        if arg.kind != "string" or starts == ends:
+            self.fail(
+                'match() takes one wildcard, at the start or the end ("Order*" or "*Completed"); '
+                "Segment misreads any other pattern",
+                arg,
+            )
+        if starts:
+            prefix = value[:-1]
+            if negate:
+                return lambda ev: isinstance(a := read(ev), str) and not a.startswith(prefix)
+            return lambda ev: isinstance(a := read(ev), str) and a.startswith(prefix)
+        suffix = value[1:]
+        if negate:
+            return lambda ev: isinstance(a := read(ev), str) and not a.endswith(suffix)
+        return lambda ev: isinstance(a := read(ev), str) and a.endswith(suffix)
+
+    def condition(self) -> Predicate:
+        head, path, ftok = self.field()
+        op = self.take("op", "an operator (=, !=, <, <=, >, >=)")
+        val = self.peek()
+        if val.kind not in ("string", "number", "ident", "null", "true", "false"):
+            self.fail(f"expected a value, got {_describe(val)}", val)
+        self.pos += 1
+        return _condition(self, head, path, op, val)
+
+
+def _condition(p: _Parser, head: str, path: tuple[str, ...], op: _Tok, val: _Tok) -> Predicate:
+    read = _reader(head, path)
+    nested = head in _NESTED_FIELDS
+    if val.kind == "null":
+        if head in ("type", "event"):
+            p.fail(f'`{head} = null` compares with the string "null" in Segment; it is refused here', val)
+        if op.value == "=":
+            return lambda ev: read(ev) in (None, UNDEFINED)
+        if op.value == "!=":
+            return lambda ev: read(ev) not in (None, UNDEFINED)
+        p.fail("null only works with = and !=", op)
+    if val.kind in ("true", "false"):
+        if op.value == "!=":
+            p.fail(f"`!= {val.value}` is always true in Segment; write `= {'false' if val.value == 'true' else 'true'}`", op)
+        if op.value != "=":
+            p.fail(f"{val.value} only works with =", op)
+        if nested or head == "userId":
+            flag = val.kind == "true"
+            return lambda ev: read(ev) is flag
+        p.fail(f'`{head} = {val.value}` compares with the string "{val.value}"; quote it if that is meant', val)
+    if op.value in ("<", "<=", ">", ">="):
+        if not nested:
+            p.fail(f"`{op.value}` compares numbers; `{head}` is never a number", op)
+        try:
+            number = float(val.value)
+        except ValueError:
+            number = math.nan
+        if val.kind not in ("number", "string") or math.isnan(number):
+            p.fail(f"`{op.value}` needs a number, got {_describe(val)}", val)
+        compare = _COMPARE[op.value]
+        return lambda ev: is_number(a := read(ev)) and compare(a, number)
+    if val.kind == "number" and nested:
+        number = float(val.value)
+        if op.value == "=":
+            return lambda ev: is_number(a := read(ev)) and a == number
+        return lambda ev: is_number(a := read(ev)) and a != number
+    text = js_string(float(val.value)) if val.kind == "number" else val.value
+    if op.value == "=":
+        return lambda ev: isinstance(a := read(ev), str) and a == text
+    return lambda ev: not (isinstance(a := read(ev), str) and a == text)
+
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    if head in _TOP_FIELDS:
+        return lambda ev: ev.get(head, UNDEFINED)
+    return lambda ev: get_path(ev.get(head, UNDEFINED), path)
+
+
+def _describe(tok: _Tok) -> str:
+    if tok.kind == "eos":
+        return "the end of the trigger"
+    if tok.kind == "string":
+        return f'"{tok.value}"'
+    return f"`{tok.value}`"
+
+
+class Trigger:
+    """A compiled trigger: call it with the event tree to know whether the event matches."""
+
+    __slots__ = ("text", "_predicate")
+
+    def __init__(self, text: str, predicate: Predicate) -> None:
+        self.text = text
+        self._predicate = predicate
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        return self._predicate(event)
+
+    def __repr__(self) -> str:
+        return f"Trigger({self.text!r})"
+
+
+def compile_trigger(text: str) -> Trigger:
+    """Parse and compile `text`; raises `TriggerError` for anything Segment would misread."""
+    return Trigger(text, _Parser(text).parse())

@@ -1,0 +1,174 @@
+"""JavaScript value semantics that Segment's engine relies on.
+
+Segment's mapping kit and trigger language are JavaScript, and several of their results
+depend on JS rules: `undefined` differs from `null`, `0`/`""`/`false` are falsy, `String(5.0)`
+is `"5"`. Parity needs those rules in one place; this module is that place.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "UNDEFINED",
+    "Undefined",
+    "get_path",
+    "is_number",
+    "js_string",
+    "json_stringify",
+    "real_type",
+    "truthy",
+]
+
+
+class Undefined:
+    """The JavaScript `undefined`: a key that resolves to it is dropped from objects."""
+
+    _instance: Undefined | None = None
+
+    def __new__(cls) -> Undefined:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNDEFINED = Undefined()
+
+
+def is_number(value: Any) -> bool:
+    """`typeof value === 'number'` (bool is not a number in JS)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def truthy(value: Any) -> bool:
+    """JavaScript truthiness: objects and arrays are truthy even when empty; NaN is falsy."""
+    if value is None or value is UNDEFINED or value is False:
+        return False
+    if isinstance(value, (dict, list)):
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return bool(value)
+
+
+def real_type(value: Any) -> str:
+    """Segment's `realTypeOf`: the lowercase JS class name of a JSON value."""
+    if value is UNDEFINED:
+        return "undefined"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__.lower()
+
+
+def _number_string(value: float | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    text = repr(value)
+    # JS writes exponents as e+21 / e-7 and never with a leading zero in the exponent.
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        sign = "-" if exponent.startswith("-") else "+"
+        text = f"{mantissa.removesuffix('.0')}e{sign}{int(exponent.lstrip('+-'))}"
+    return text
+
+
+def js_string(value: Any) -> str:
+    """`String(value)` for JSON values, as JavaScript writes them."""
+    if value is UNDEFINED:
+        return "undefined"
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return _number_string(value)
+    if isinstance(value, list):
+        return ",".join("" if v is None or v is UNDEFINED else js_string(v) for v in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    return str(value)
+
+
+def _js_json_value(value: Any) -> Any:
+    """Prepare a value so msgspec writes the same JSON text as `JSON.stringify`."""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None
+        if value.is_integer() and abs(value) < 1e21:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: _js_json_value(v) for k, v in value.items() if v is not UNDEFINED}
+    if isinstance(value, list):
+        return [None if v is UNDEFINED else _js_json_value(v) for v in value]
+    return value
+
+
+def json_stringify(value: Any) -> str | Undefined:
+    """`JSON.stringify(value)`: compact, UTF-8 kept, `undefined` stays `undefined`."""
+    if value is UNDEFINED:
+        return UNDEFINED
+    return msgspec.json.encode(_js_json_value(value)).decode()
+
+
+# Segment's core `get` splits on `.`, on `[` before a quote or digit, and on `]` after one.
+_PATH_SPLIT = re.compile(r"\[(?=[\"'\d])|\.|(?<=[\"'\d])\]+")
+_QUOTES = re.compile(r"['\"]")
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """Split a mapping path (`a.b[0]['c d']`) into keys, like Segment's `get`."""
+    if path in ("", "."):
+        return ()
+    return tuple(_QUOTES.sub("", part) for part in _PATH_SPLIT.split(path) if part)
+
+
+def _step(obj: Any, key: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(key, UNDEFINED)
+    if isinstance(obj, (list, str)):
+        if key == "length":
+            return len(obj)
+        if key.isdigit():
+            index = int(key)
+            return obj[index] if index < len(obj) else UNDEFINED
+    return UNDEFINED
+
+
+def get_path(obj: Any, keys: tuple[str, ...]) -> Any:
+    """`keys.reduce((o, k) => o && o[k], obj)`: a falsy intermediate value is returned as is."""
+    for key in keys:
+        if not truthy(obj):
+            return obj
+        obj = _step(obj, key)
+    return obj

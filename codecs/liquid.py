@@ -1,0 +1,64 @@
+"""The `@liquid` directive: Liquid templates with Segment's restrictions.
+
+Segment renders with LiquidJS, at most 1,000 characters, with the tags `case`, `for`,
+`include`, `layout`, `render`, `tablerow` and a list of array filters disabled. We use
+python-liquid with the same tags and filters removed, so a template that uses them is
+refused when the config loads instead of failing per event. Without loops a template's
+work is bounded by its length, which stands in for LiquidJS's 500 ms render limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from liquid import Environment
+from liquid.exceptions import LiquidError
+
+from .js import UNDEFINED
+
+__all__ = ["LiquidTemplateError", "compile_liquid"]
+
+DISABLED_TAGS = ("case", "for", "include", "layout", "render", "tablerow")
+DISABLED_FILTERS = (
+    "array_to_sentence_string", "concat", "find", "find_exp", "find_index", "find_index_exp",
+    "group_by", "group_by_exp", "has", "has_exp", "map", "newline_to_br", "reject", "reject_exp",
+    "reverse", "sort", "sort_natural", "uniq", "where_exp", "type",
+)
+
+
+class LiquidTemplateError(ValueError):
+    """The template does not parse, or uses a tag or filter Segment disables."""
+
+
+class _SegmentLiquid(Environment):
+    output_stream_limit = 100_000
+    context_depth_limit = 30
+
+
+_ENV = _SegmentLiquid()
+for _tag in DISABLED_TAGS:
+    _ENV.tags.pop(_tag, None)
+for _filter in DISABLED_FILTERS:
+    _ENV.filters.pop(_filter, None)
+
+
+def compile_liquid(source: str) -> Callable[[Any], Any]:
+    """Parse once; the returned callable renders one event tree to a string."""
+    if source == "":
+        return lambda payload: ""
+    try:
+        template = _ENV.from_string(source)
+    except LiquidError as exc:
+        raise LiquidTemplateError(f"liquid: {exc.message if hasattr(exc, 'message') else exc}") from exc
+
+    def render(payload: Any) -> Any:
+        from .mapping import MappingRuntimeError
+
+        data = payload if isinstance(payload, dict) else {}
+        try:
+            return template.render(**{k: v for k, v in data.items() if v is not UNDEFINED})
+        except LiquidError as exc:
+            raise MappingRuntimeError(f"liquid: {exc}") from exc
+
+    return render

@@ -1,0 +1,92 @@
+"""Routing, the pure core of the route agent: one input record -> delivery jobs and outcomes.
+
+For each destination instance: the event's `integrations` object (`All`, overridden by any
+of the destination's names or the instance name) -> each subscription's trigger -> its
+mapping -> field validation -> a `Job`, or a `rejected`/`skipped` outcome. A record that is
+not a Segment event gives one `invalid` outcome. Nothing here raises for bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .config import Config, Instance
+from .fields import PayloadInvalid, validate_payload
+from .js import truthy
+from .mapping import MappingRuntimeError
+from .records import Job, Outcome
+from .spec import Delete, Event, InvalidEvent, decode_event
+
+__all__ = ["DELETE_ACTION", "Routed", "integrations_allow", "route_record"]
+
+DELETE_ACTION = "deleteUser"
+
+
+@dataclass(slots=True)
+class Routed:
+    """What one input record produced: jobs per instance name, and outcomes."""
+
+    jobs: list[tuple[str, Job]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    key: str | None = None
+
+
+def integrations_allow(integrations: dict[str, Any] | None, keys: tuple[str, ...]) -> bool:
+    """Segment's rule: a destination-specific key supersedes `All` (default true); any truthy value enables."""
+    if not integrations:
+        return True
+    for key in keys:
+        if key in integrations:
+            return truthy(integrations[key])
+    return integrations.get("All", True) is not False
+
+
+def route_record(raw: bytes, topic: str, partition: int, offset: int, config: Config, now: float) -> Routed:
+    """Decode and route one record for every instance in `config`."""
+    coords = {"topic": topic, "partition": partition, "offset": offset}
+    try:
+        event = decode_event(raw, config.pipeline.max_event_bytes)
+    except InvalidEvent as exc:
+        return Routed(outcomes=[Outcome(message_id=None, status="invalid", error_code="INVALID_EVENT",
+                                        reason=str(exc), at=now, **coords)])
+    routed = Routed(key=event.key)
+    embedded = msgspec.Raw(raw)
+    for instance in config.instances:
+        _route_instance(event, embedded, instance, coords, now, routed)
+    return routed
+
+
+def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coords: dict[str, Any],
+                    now: float, routed: Routed) -> None:
+    header, tree = event.header, event.tree
+    if isinstance(header, Delete):
+        payload = {k: v for k, v in (("userId", header.user_id), ("anonymousId", header.anonymous_id)) if v}
+        routed.jobs.append((instance.name, Job(message_id=header.message_id, instance=instance.name,
+                                                mapping="user deletion", action=DELETE_ACTION, payload=payload,
+                                                received_at=now, event=embedded, **coords)))
+        return
+    matched = [s for s in instance.subscriptions if s.trigger(tree)]
+    if not matched:
+        return
+    allowed = integrations_allow(header.integrations, instance.integration_keys)
+    for sub in matched:
+        common = {"message_id": header.message_id, "instance": instance.name, "action": sub.action.key,
+                  "mapping": sub.name}
+        if not allowed:
+            routed.outcomes.append(Outcome(status="skipped", destination=instance.destination.slug,
+                                           error_code="INTEGRATIONS_DISABLED",
+                                           reason="the event's integrations object turns this destination off",
+                                           at=now, **common, **coords))
+            continue
+        try:
+            payload = validate_payload(sub.mapping(tree), sub.action.fields, batch=sub.batched)
+        except (MappingRuntimeError, PayloadInvalid) as exc:
+            routed.outcomes.append(Outcome(status="rejected", destination=instance.destination.slug,
+                                           error_code="PAYLOAD_VALIDATION_FAILED", reason=str(exc),
+                                           at=now, **common, **coords))
+            continue
+        routed.jobs.append((instance.name, Job(payload=payload, batched=sub.batched, received_at=now,
+                                               event=embedded, **common, **coords)))

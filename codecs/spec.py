@@ -1,0 +1,116 @@
+"""Segment spec events: a tagged union on `type`, decoded with msgspec.
+
+`decode_event(raw)` returns an `Event`: the typed header (`SegmentEvent`, used for keys,
+routing and outcomes) plus the decoded JSON tree that mappings and triggers read, with every
+unknown field kept (`$.context.foo`, custom top-level keys). Anything that is not a Segment
+event raises `InvalidEvent` with a message naming the problem (path and expected type).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = ["Alias", "Delete", "Event", "Group", "Identify", "InvalidEvent", "Page", "Screen",
+           "SegmentEvent", "Track", "decode_event"]
+
+Obj = dict[str, Any]
+
+
+class _Base(msgspec.Struct, tag_field="type", rename="camel", kw_only=True, frozen=True):
+    """Fields common to every call. Unknown fields are ignored here (they stay in the tree)."""
+
+    message_id: str
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    timestamp: str | int | float | None = None
+    context: Obj | None = None
+    integrations: Obj | None = None
+
+
+class Track(_Base, tag="track"):
+    event: str
+    properties: Obj | None = None
+
+
+class Page(_Base, tag="page"):
+    name: str | None = None
+    category: str | None = None
+    properties: Obj | None = None
+
+
+class Screen(_Base, tag="screen"):
+    name: str | None = None
+    properties: Obj | None = None
+
+
+class Identify(_Base, tag="identify"):
+    traits: Obj | None = None
+
+
+class Group(_Base, tag="group"):
+    group_id: str
+    traits: Obj | None = None
+
+
+class Alias(_Base, tag="alias"):
+    previous_id: str
+
+
+class Delete(_Base, tag="delete"):
+    """A user deletion request (Segment sends these apart from events; here they share the topic)."""
+
+
+SegmentEvent = Track | Page | Screen | Identify | Group | Alias | Delete
+_header = msgspec.json.Decoder(SegmentEvent)
+_tree = msgspec.json.Decoder(Obj)
+
+
+class InvalidEvent(ValueError):
+    """The record is not a Segment event; the message says why."""
+
+
+class Event(msgspec.Struct, frozen=True):
+    """A decoded event: typed header + the full JSON tree."""
+
+    header: SegmentEvent
+    tree: Obj
+
+    @property
+    def type(self) -> str:
+        return self.tree["type"]
+
+    @property
+    def message_id(self) -> str:
+        return self.header.message_id
+
+    @property
+    def key(self) -> str | None:
+        """The partition key: userId, else anonymousId (keeps one user's events in order)."""
+        return self.header.user_id or self.header.anonymous_id
+
+
+def decode_event(raw: bytes, max_bytes: int | None = None) -> Event:
+    """Decode one record; raises `InvalidEvent` for bad JSON, a wrong shape or an oversized record."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise InvalidEvent(f"record is {len(raw)} bytes, over the {max_bytes}-byte limit")
+    try:
+        tree = _tree.decode(raw)
+    except msgspec.ValidationError:
+        raise InvalidEvent("not a Segment event: expected a JSON object") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    if "type" not in tree:
+        raise InvalidEvent("not a Segment event: missing field `type`")
+    try:
+        header = _header.decode(raw)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if message.startswith("Invalid value") and "$.type" in message:
+            message = (f"unknown event type {tree.get('type')!r}: expected one of "
+                       "track, page, screen, identify, group, alias, delete")
+        raise InvalidEvent(message) from None
+    return Event(header, tree)

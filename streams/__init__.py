@@ -1,0 +1,1 @@
+"""I/O shell: Faust app, agents, HTTP delivery, sandbox, broker launcher, CLI."""
