@@ -45,6 +45,12 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     topic_prefix: str = "pushstream"
     partitions: int = 8
     app_id: str = "pushstream"
+    #: Group membership timings (seconds). Lower them for tests: a broker holds a first join
+    #: for the rebalance timeout.
+    session_timeout: float = 30.0
+    heartbeat_interval: float = 3.0
+    rebalance_timeout: float = 30.0
+    commit_interval: float = 1.0
 
 
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

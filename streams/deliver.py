@@ -1,0 +1,165 @@
+"""Delivery of one instance's jobs: requests, classification, inline retries, hand-off to retry.
+
+`Deliverer.deliver(jobs)` never raises: every job ends as a `delivered`/`rejected` outcome,
+a job on the retry topic (with a due time), or a `failed` outcome plus a dead letter. The
+caller writes what it returns and only then lets the stream ack the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import mode
+
+from pushstream.codecs.config import Config, Instance
+from pushstream.codecs.plan import PlannedRequest, plan_requests
+from pushstream.codecs.records import DeadLetter, Job, Outcome
+
+from .http import DeliveryError, DestinationClient, PermanentError, Response, RetryableError
+from .pacing import RateLimiter, backoff
+
+__all__ = ["Deliverer", "Writes"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Writes:
+    """Records to write before the batch may be acked."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    retries: list[Job] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class Deliverer(mode.Service):
+    """One destination instance's delivery path: owns its httpx client and its rate limiter."""
+
+    def __init__(self, config: Config, instance: Instance, transport: httpx.AsyncBaseTransport | None = None,
+                 **kwargs: object) -> None:
+        self.config = config
+        self.instance = instance
+        self.pipeline = config.pipeline
+        self.limiter = RateLimiter(instance.max_requests_per_second)
+        self._transport = transport
+        self._client: DestinationClient | None = None
+        self._concurrency = asyncio.Semaphore(instance.max_connections)
+        super().__init__(**kwargs)
+
+    @property
+    def client(self) -> DestinationClient:
+        # Created on first use so agents that start before this service still find it.
+        if self._client is None:
+            self._client = DestinationClient(self.instance, self.pipeline.request_timeout, self._transport)
+        return self._client
+
+    async def on_stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def deliver(self, jobs: list[Job]) -> Writes:
+        """Deliver a batch of jobs; returns the outcomes/retries/dead letters to write. Never raises."""
+        writes = Writes()
+        now = time.time()
+        try:
+            plans, orphans = plan_requests(self.instance, jobs)
+        except Exception as exc:  # a request builder bug must not lose the batch
+            log.exception("instance=%s building requests failed", self.instance.name)
+            plans, orphans = [], []
+            for job in jobs:
+                self._terminal(writes, job, "failed", "BUILD_FAILED", f"building the request failed: {exc}",
+                               None, now, now)
+        for job in orphans:
+            self._terminal(writes, job, "failed", "MAPPING_REMOVED",
+                           f"mapping {job.mapping!r} ({job.action}) is no longer configured", None, now, now)
+        await asyncio.gather(*(self._send_plan(plan, writes) for plan in plans))
+        return writes
+
+    async def _send_plan(self, plan: PlannedRequest, writes: Writes) -> None:
+        batch_id = uuid.uuid4().hex[:12] if plan.batched else None
+        first = time.time()
+        error: DeliveryError | None = None
+        response: Response | None = None
+        attempts = 0
+        async with self._concurrency:
+            for attempts in range(1, self.pipeline.inline_retries + 2):
+                await self.limiter.acquire()
+                try:
+                    response = await self.client.send(plan.request)
+                    error = None
+                    self.limiter.on_success()
+                    break
+                except RetryableError as exc:
+                    error = exc
+                    if exc.status == 429:
+                        self.limiter.on_throttled(exc.retry_after)
+                    wait = backoff(attempts, self.pipeline.backoff_base, self.pipeline.backoff_max, exc.retry_after)
+                    # Long waits go through the retry topic so they do not hold this batch.
+                    if attempts > self.pipeline.inline_retries or wait > 5.0:
+                        break
+                    await asyncio.sleep(wait)
+                except DeliveryError as exc:
+                    error = exc
+                    break
+                except Exception as exc:  # unknown failure: treat as retryable, keep the stream alive
+                    log.exception("instance=%s unexpected send failure", self.instance.name)
+                    error = RetryableError(f"unexpected: {type(exc).__name__}: {exc}", code="UNEXPECTED")
+                    break
+        last = time.time()
+        size = len(plan.jobs) if plan.batched else None
+        for job in plan.jobs:
+            tries = job.attempts + attempts
+            started = job.first_attempt_at or first
+            if error is None:
+                assert response is not None
+                writes.outcomes.append(self._outcome(job, "delivered", None, None, response.status, tries,
+                                                     started, last, batch_id, size))
+            elif isinstance(error, PermanentError):
+                writes.outcomes.append(self._outcome(job, "rejected", error.code, error.reason, error.status, tries,
+                                                     started, last, batch_id, size))
+            else:
+                assert isinstance(error, RetryableError)
+                self._retry_or_fail(writes, job, error, tries, started, last, batch_id, size)
+        log.info("instance=%s requests=1 events=%d status=%s elapsed_ms=%.1f", self.instance.name,
+                 len(plan.jobs), "ok" if error is None else error.code, (last - first) * 1000)
+
+    def _retry_or_fail(self, writes: Writes, job: Job, error: RetryableError, tries: int, started: float,
+                       last: float, batch_id: str | None, size: int | None) -> None:
+        delay = backoff(tries, self.pipeline.backoff_base, self.pipeline.backoff_max, error.retry_after)
+        window_left = started + self.pipeline.retry_window - last
+        if tries >= self.pipeline.max_attempts or delay > window_left:
+            writes.outcomes.append(self._outcome(job, "failed", error.code, error.reason, error.status, tries,
+                                                 started, last, batch_id, size))
+            failed = _copy(job, attempts=tries, first_attempt_at=started, last_error=error.reason)
+            writes.dead_letters.append(DeadLetter(job=failed, error_code=error.code, reason=error.reason,
+                                                  http_status=error.status, failed_at=last))
+            return
+        writes.retries.append(_copy(job, attempts=tries, first_attempt_at=started, last_error=error.reason,
+                                    due_at=last + delay))
+
+    def _terminal(self, writes: Writes, job: Job, status: str, code: str, reason: str, http: int | None,
+                  started: float, last: float) -> None:
+        writes.outcomes.append(self._outcome(job, status, code, reason, http, job.attempts, started, last, None, None))
+        if status == "failed":
+            writes.dead_letters.append(DeadLetter(job=job, error_code=code, reason=reason, failed_at=last))
+
+    def _outcome(self, job: Job, status: str, code: str | None, reason: str | None, http: int | None, attempts: int,
+                 started: float, last: float, batch_id: str | None, size: int | None) -> Outcome:
+        return Outcome(message_id=job.message_id, status=status,  # type: ignore[arg-type]
+                       instance=job.instance, destination=self.instance.destination.slug, action=job.action,
+                       mapping=job.mapping, http_status=http, error_code=code, reason=reason, attempts=attempts,
+                       first_attempt_at=started, last_attempt_at=last,
+                       latency_ms=round((last - job.received_at) * 1000, 1), batch_id=batch_id, batch_size=size,
+                       topic=job.topic, partition=job.partition, offset=job.offset, at=last)
+
+
+def _copy(job: Job, **changes: object) -> Job:
+    import msgspec
+
+    return msgspec.structs.replace(job, **changes)

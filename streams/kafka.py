@@ -1,0 +1,92 @@
+"""Kafka helpers built on confluent-kafka: topic creation, producing and reading records.
+
+Faust (aiokafka) runs the agents; these helpers serve the CLI commands, the demo and tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pushstream.codecs.config import Config
+
+__all__ = ["bootstrap", "ensure_topics", "make_producer", "pipeline_topics", "read_topic"]
+
+
+def bootstrap(broker_url: str) -> str:
+    """`kafka://host:port;kafka://host2:port` (Faust style) -> `host:port,host2:port`."""
+    parts = [p.strip() for p in broker_url.replace(";", ",").split(",") if p.strip()]
+    return ",".join(p.split("://", 1)[-1] for p in parts)
+
+
+def pipeline_topics(config: Config) -> list[str]:
+    """Every topic the worker reads or writes."""
+    names = list(config.kafka.input_topics) + [config.topic("outcomes"), config.topic("deadletter")]
+    for inst in config.instances:
+        names += [config.topic("jobs", inst.name), config.topic("retry", inst.name)]
+    return names
+
+
+def ensure_topics(config: Config, timeout: float = 30.0) -> list[str]:
+    """Create missing topics with the configured partition count; returns the ones created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap(config.kafka.broker)})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            existing = set(admin.list_topics(timeout=5).topics)
+            break
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    missing = [t for t in pipeline_topics(config) if t not in existing]
+    if missing:
+        futures = admin.create_topics([NewTopic(t, config.kafka.partitions, 1) for t in missing])
+        for topic, fut in futures.items():
+            try:
+                fut.result(timeout)
+            except KafkaException as exc:
+                if "already exists" not in str(exc).lower() and "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+    return missing
+
+
+def make_producer(broker_url: str, **extra: object) -> Producer:
+    conf: dict[str, object] = {"bootstrap.servers": bootstrap(broker_url), "linger.ms": 5,
+                               "enable.idempotence": False, "acks": "all"}
+    conf.update(extra)
+    return Producer(conf)
+
+
+def read_topic(broker_url: str, topics: Iterable[str], *, idle_timeout: float = 2.0,
+               max_wait: float = 60.0) -> Iterator[tuple[str, int, int, bytes | None, bytes]]:
+    """Yield (topic, partition, offset, key, value) from the beginning of `topics` until no record
+    arrives for `idle_timeout` seconds (or `max_wait` passes).
+
+    Partitions are assigned directly, not through a consumer group: a reader never waits for a
+    group join and never moves anyone's committed offsets.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": "pushstream-reader",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        assignment = [TopicPartition(t, p, OFFSET_BEGINNING)
+                      for t in topics if t in metadata.topics for p in metadata.topics[t].partitions]
+        consumer.assign(assignment)
+        deadline = time.monotonic() + max_wait
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if time.monotonic() - last > idle_timeout:
+                    return
+                continue
+            if msg.error():
+                continue
+            last = time.monotonic()
+            yield msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()
+    finally:
+        consumer.close()

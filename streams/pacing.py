@@ -1,0 +1,64 @@
+"""Per-instance pacing: retry backoff and an adaptive request-rate limit.
+
+`backoff()` is the one retry schedule (exponential with full jitter, Retry-After honoured).
+`RateLimiter` spaces requests to at most `max_rate` per second, halves the rate on a 429
+(AIMD), creeps back up on success, and holds every request until a Retry-After has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+__all__ = ["RateLimiter", "backoff"]
+
+
+def backoff(attempt: int, base: float, cap: float, retry_after: float | None = None,
+            rng: random.Random | None = None) -> float:
+    """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
+    r = rng or random
+    delay = r.uniform(0, min(cap, base * (2 ** (attempt - 1))))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(max(delay, 0.0), max(cap, retry_after or 0.0))
+
+
+class RateLimiter:
+    """AIMD pacing for one destination instance. `max_rate=None` means no fixed ceiling."""
+
+    def __init__(self, max_rate: float | None, min_rate: float = 1.0) -> None:
+        self.max_rate = max_rate
+        self.min_rate = min_rate
+        self.rate: float | None = max_rate  # None = not limited until the first 429
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait for a slot: after any Retry-After pause, then at most `rate` requests per second."""
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._paused_until, self._next_slot)
+            if self.rate:
+                self._next_slot = start + 1.0 / self.rate
+            if start > now:
+                await asyncio.sleep(start - now)
+
+    def on_success(self) -> None:
+        if self.rate is not None:
+            ceiling = self.max_rate
+            self.rate = self.rate + 1.0 if ceiling is None else min(ceiling, self.rate + 1.0)
+            if self.max_rate is None and self.rate > 1000:
+                self.rate = None  # recovered far beyond any 429 level: stop pacing
+
+    def on_throttled(self, retry_after: float | None, observed_rate: float | None = None) -> None:
+        """A 429: halve the rate and, with a Retry-After, pause every request until it has passed."""
+        current = self.rate or observed_rate or 50.0
+        self.rate = max(self.min_rate, current / 2)
+        if retry_after:
+            self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - time.monotonic())

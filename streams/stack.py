@@ -1,0 +1,113 @@
+"""Start the local stack (broker, sandbox, worker) as real processes: for the demo, tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .broker import free_port, wait_for_port
+
+__all__ = ["Proc", "local_config", "start_sandbox", "start_worker"]
+
+SANDBOX_PW_KEY = "sandbox-pushwoosh-key"
+SANDBOX_PW_APP = "SANDBOX-APP"
+SANDBOX_XP_KEY = "sandbox-xtremepush-key"
+
+
+def local_config(broker_url: str, sandbox_url: str, *, prefix: str = "pushstream", app_id: str = "pushstream",
+                 input_topic: str = "segment-events", partitions: int = 4, batch_window: float = 1.0,
+                 extra_pipeline: str = "", extra_destinations: str = "") -> str:
+    """A config for the local stack: one Pushwoosh and one Xtremepush instance on the sandbox.
+    Secrets come from the environment, as in production (see `local_env`)."""
+    return f"""
+[kafka]
+broker = "{broker_url}"
+input_topics = ["{input_topic}"]
+topic_prefix = "{prefix}"
+app_id = "{app_id}"
+partitions = {partitions}
+session_timeout = 6.0
+heartbeat_interval = 1.0
+rebalance_timeout = 3.0
+commit_interval = 0.5
+
+[pipeline]
+batch_window = {batch_window}
+{extra_pipeline}
+
+[[destinations]]
+name = "pushwoosh-sandbox"
+type = "pushwoosh"
+settings = {{ pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "{SANDBOX_PW_APP}", baseUrl = "{sandbox_url}" }}
+
+[[destinations]]
+name = "xtremepush-sandbox"
+type = "xtremepush"
+settings = {{ url = "{sandbox_url}/", apiKey = "${{XTREMEPUSH_API_KEY}}" }}
+{extra_destinations}
+"""
+
+
+def local_env() -> dict[str, str]:
+    return {"PUSHWOOSH_API_KEY": SANDBOX_PW_KEY, "XTREMEPUSH_API_KEY": SANDBOX_XP_KEY}
+
+
+@dataclass
+class Proc:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_sandbox(workdir: Path, port: int | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    log = workdir / "sandbox.log"
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "sandbox", "--port", str(port)],
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    wait_for_port(port)
+    url = f"http://127.0.0.1:{port}"
+    httpx.get(f"{url}/_sandbox/health", timeout=5).raise_for_status()
+    return Proc(proc, log), url
+
+
+def start_worker(workdir: Path, config_path: Path, env: dict[str, str] | None = None, name: str = "worker",
+                 ready_timeout: float = 90.0) -> Proc:
+    """Start `pushstream worker` and wait until Faust says it is ready."""
+    log = workdir / f"{name}.log"
+    log.write_bytes(b"")
+    full_env = {**os.environ, **(env or {}), "PUSHSTREAM_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "worker", "--config", str(config_path)],
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full_env,  # noqa: SIM115
+                            cwd=workdir, start_new_session=True)
+    worker = Proc(proc, log)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        text = worker.output()
+        if "Ready" in text and "Worker" in text:
+            return worker
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}:\n{text[-4000:]}")
+        time.sleep(0.2)
+    worker.stop()
+    raise TimeoutError(f"worker not ready after {ready_timeout}s:\n{worker.output()[-4000:]}")

@@ -1,0 +1,27 @@
+"""Entry module for `faust -A pushstream.streams.worker worker`.
+
+This is the composition root, the one module that reads the process environment: the
+config path from PUSHSTREAM_CONFIG (default `pushstream.toml`) and the secrets it refers to.
+A config with mistakes stops here with every mistake listed, before Faust starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pushstream.codecs.config import ConfigError, load_config_file
+
+from .app import create_app
+from .kafka import ensure_topics
+
+CONFIG_ENV = "PUSHSTREAM_CONFIG"
+
+try:
+    config = load_config_file(os.environ.get(CONFIG_ENV, "pushstream.toml"), dict(os.environ))
+except ConfigError as exc:
+    print(f"pushstream: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+ensure_topics(config)
+app = create_app(config)
