@@ -1,0 +1,160 @@
+"""Shared fixtures: one broker, one sandbox and one worker for the whole session.
+
+Integration tests isolate themselves by the messageIds and userIds they produce (each test
+uses its own prefix), so they can share the processes and the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from pushstream.codecs.config import Config, load_config
+from pushstream.streams.broker import LocalBroker, start_broker
+from pushstream.streams.cli import produce_lines
+from pushstream.streams.kafka import bootstrap, ensure_topics
+from pushstream.streams.stack import Proc, local_config, local_env, start_sandbox, start_worker
+
+EXTRA_DESTINATIONS = """
+[[destinations]]
+name = "pushwoosh-custom"
+type = "pushwoosh"
+presets = false
+settings = { pushwooshAPIKey = "${PUSHWOOSH_API_KEY}", pushwooshAppCode = "SANDBOX-APP", baseUrl = "SANDBOX_URL" }
+
+[[destinations.mappings]]
+name = "Orders only"
+action = "trackEvent"
+subscribe = 'type = "track" and event = "Order Completed" and properties.revenue > 100'
+mapping_file = "order-mapping.json"
+enable_batching = false
+"""
+
+ORDER_MAPPING = {
+    "external_id": {"@path": "$.userId"},
+    "name": {"@template": "order:{{properties.currency}}"},
+    "timestamp": {"@path": "$.timestamp"},
+    "properties": {"@merge": {"direction": "right", "objects": [
+        {"@path": "$.properties"}, {"channel": {"@case": {"operator": "upper", "value": {"@path": "$.context.library.name"}}}}]}},
+}
+
+
+class SandboxClient:
+    """Reads and steers the sandbox over its control endpoints."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def requests(self, path: str | None = None) -> list[dict[str, Any]]:
+        reqs = self.http.get("/_sandbox/requests").json()
+        return [r for r in reqs if path is None or r["path"] == path]
+
+    def fault(self, **spec: Any) -> None:
+        self.http.post("/_sandbox/faults", json=spec).raise_for_status()
+
+    def clear_faults(self) -> None:
+        self.http.delete("/_sandbox/faults").raise_for_status()
+
+
+class OutcomeReader:
+    """A long-lived reader of the outcome topic (partitions assigned, no consumer group)."""
+
+    def __init__(self, config: Config) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap(config.kafka.broker), "group.id": "tests",
+                                  "enable.auto.commit": False, "log_level": 0})
+        topic = config.topic("outcomes")
+        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self.seen: list[dict[str, Any]] = []
+
+    def poll(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            msg = self.consumer.poll(0.1)
+            if msg is not None and not msg.error():
+                self.seen.append(msgspec.json.decode(msg.value()))
+
+    def wait(self, match: Callable[[dict[str, Any]], bool], count: int, timeout: float = 60.0,
+             settle: float = 1.0) -> list[dict[str, Any]]:
+        """Outcomes matching `match`, once at least `count` arrived (then `settle` more seconds)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [o for o in self.seen if match(o)]
+            if len(found) >= count:
+                self.poll(settle)
+                return [o for o in self.seen if match(o)]
+            self.poll(0.5)
+        found = [o for o in self.seen if match(o)]
+        raise AssertionError(f"only {len(found)} of {count} outcomes after {timeout}s: "
+                             f"{collections.Counter(o['status'] for o in found)}")
+
+
+class Stack:
+    def __init__(self, config: Config, sandbox: SandboxClient, worker: Proc, workdir: Path) -> None:
+        self.config = config
+        self.sandbox = sandbox
+        self.worker = worker
+        self.workdir = workdir
+        self.outcomes = OutcomeReader(config)
+
+    def produce(self, records: list[Any]) -> list[tuple[int, int] | None]:
+        """Produce events (dicts) or raw records (bytes); returns each one's (partition, offset)."""
+        lines = [r if isinstance(r, bytes) else msgspec.json.encode(r) for r in records]
+        return produce_lines(self.config, lines)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def broker(workdir: Path) -> Iterator[LocalBroker]:
+    b = start_broker(log_path=str(workdir / "broker.log"))
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox(workdir: Path) -> Iterator[SandboxClient]:
+    proc, url = start_sandbox(workdir)
+    yield SandboxClient(url)
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterator[Stack]:
+    (workdir / "order-mapping.json").write_bytes(msgspec.json.encode(ORDER_MAPPING))
+    text = local_config(broker.url, sandbox.url, partitions=4,
+                        extra_pipeline="inline_retries = 1\nbackoff_base = 0.2\nbackoff_max = 2.0",
+                        extra_destinations=EXTRA_DESTINATIONS.replace("SANDBOX_URL", sandbox.url))
+    path = workdir / "pushstream.toml"
+    path.write_text(text)
+    config = load_config(text, local_env(), workdir)
+    ensure_topics(config)
+    worker = start_worker(workdir, path, local_env())
+    s = Stack(config, sandbox, worker, workdir)
+    yield s
+    s.outcomes.consumer.close()
+    worker.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique id prefix for one test's events."""
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"pushstream tests (cpu count {os.cpu_count()})"
