@@ -3,12 +3,16 @@
 This is the composition root, the one module that reads the process environment: the
 config path from PUSHSTREAM_CONFIG (default `pushstream.toml`) and the secrets it refers to.
 A config with mistakes stops here with every mistake listed, before Faust starts.
+PUSHSTREAM_BROKER, when set, replaces the config's broker URL (handy in containers).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+
+import msgspec
 
 from pushstream.codecs.config import ConfigError, load_config_file
 
@@ -16,6 +20,7 @@ from .app import create_app
 from .kafka import ensure_topics
 
 CONFIG_ENV = "PUSHSTREAM_CONFIG"
+BROKER_ENV = "PUSHSTREAM_BROKER"
 
 try:
     config = load_config_file(os.environ.get(CONFIG_ENV, "pushstream.toml"), dict(os.environ))
@@ -23,5 +28,7 @@ except ConfigError as exc:
     print(f"pushstream: {exc}", file=sys.stderr)
     sys.exit(2)
 
+if os.environ.get(BROKER_ENV):
+    config = dataclasses.replace(config, kafka=msgspec.structs.replace(config.kafka, broker=os.environ[BROKER_ENV]))
 ensure_topics(config)
 app = create_app(config)
