@@ -9,13 +9,16 @@ work is bounded by its length, which stands in for LiquidJS's 500 ms render limi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
+import liquid.builtin.output as _liquid_output
 from liquid import Environment
 from liquid.exceptions import LiquidError
+from liquid.stringify import to_liquid_string
 
-from .js import UNDEFINED
+from .js import UNDEFINED, js_string
 
 __all__ = ["LiquidTemplateError", "compile_liquid"]
 
@@ -27,6 +30,9 @@ DISABLED_FILTERS = (
 )
 
 
+_FILTER_USE = re.compile(r"\|\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
 class LiquidTemplateError(ValueError):
     """The template does not parse, or uses a tag or filter Segment disables."""
 
@@ -36,6 +42,15 @@ class _SegmentLiquid(Environment):
     context_depth_limit = 30
 
 
+def _js_liquid_string(value: Any, autoescape: bool) -> str:
+    # LiquidJS writes numbers the JavaScript way (11, not 11.0); python-liquid offers no hook
+    # for it, so its output node's stringifier is replaced for numbers only.
+    if isinstance(value, float):
+        return js_string(value)
+    return to_liquid_string(value, autoescape)
+
+
+_liquid_output.to_liquid_string = _js_liquid_string  # type: ignore[assignment]
 _ENV = _SegmentLiquid()
 for _tag in DISABLED_TAGS:
     _ENV.tags.pop(_tag, None)
@@ -47,6 +62,9 @@ def compile_liquid(source: str) -> Callable[[Any], Any]:
     """Parse once; the returned callable renders one event tree to a string."""
     if source == "":
         return lambda payload: ""
+    disabled = sorted(set(_FILTER_USE.findall(source)) & set(DISABLED_FILTERS))
+    if disabled:
+        raise LiquidTemplateError(f"liquid: filter {', '.join(disabled)} is disabled (as in Segment)")
     try:
         template = _ENV.from_string(source)
     except LiquidError as exc:

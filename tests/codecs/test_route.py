@@ -1,0 +1,100 @@
+"""Routing: integrations object, rejections, deletions, and no exception for any input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pushstream.codecs.config import Config, load_config
+from pushstream.codecs.plan import plan_requests
+from pushstream.codecs.route import integrations_allow, route_record
+
+CONFIG = """
+[[destinations]]
+name = "pw"
+type = "pushwoosh"
+settings = { pushwooshAPIKey = "K", pushwooshAppCode = "APP" }
+
+[[destinations]]
+name = "xp"
+type = "xtremepush"
+settings = { url = "http://xp.test/", apiKey = "K2" }
+"""
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(CONFIG, {})
+
+
+def _route(config: Config, event: dict[str, Any]) -> Any:
+    return route_record(msgspec.json.encode(event), "in", 0, 7, config, 1.0)
+
+
+TRACK = {"type": "track", "messageId": "m1", "userId": "u1", "event": "E", "timestamp": "2024-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(("integrations", "allowed"), [
+    (None, True), ({}, True), ({"All": False}, False), ({"All": False, "Pushwoosh": True}, True),
+    ({"All": True, "Pushwoosh": False}, False), ({"Pushwoosh (Actions)": False}, False),
+    ({"All": False, "pw": {"some": "options"}}, True), ({"All": 0}, True),  # only `false` turns All off
+])
+def test_integrations_object(integrations: dict[str, Any] | None, allowed: bool) -> None:
+    assert integrations_allow(integrations, ("Pushwoosh", "Pushwoosh (Actions)", "pw")) is allowed
+
+
+def test_disabled_destination_gets_skipped_outcomes(config: Config) -> None:
+    routed = _route(config, {**TRACK, "integrations": {"All": True, "Xtremepush (Actions)": False}})
+    assert [(n, j.action) for n, j in routed.jobs] == [("pw", "trackEvent")]
+    assert [(o.instance, o.action, o.status) for o in routed.outcomes] == [("xp", "track", "skipped")]
+
+
+def test_invalid_payload_is_rejected_with_segments_message(config: Config) -> None:
+    routed = _route(config, {**TRACK, "userId": None, "anonymousId": "a"})
+    reasons = {(o.instance, o.status, o.reason) for o in routed.outcomes}
+    assert ("pw", "rejected", "The root value is missing the required field 'external_id'.") in reasons
+    assert [n for n, _ in routed.jobs] == ["xp"]  # Xtremepush needs no userId
+
+
+def test_delete_goes_to_every_instance(config: Config) -> None:
+    routed = _route(config, {"type": "delete", "messageId": "d1", "userId": "u9"})
+    plans = {n: plan_requests(config.instance(n), [j])[0][0].request for n, j in routed.jobs}
+    assert plans["pw"].path == "/integration-segment/v1/delete-user" and plans["pw"].body == {"external_id": "u9"}
+    assert plans["xp"].path == "/api/integration/segment/delete" and plans["xp"].body == {"userId": "u9"}
+
+
+def test_alias_and_group_match_no_preset(config: Config) -> None:
+    for event in ({"type": "alias", "messageId": "a", "userId": "u", "previousId": "p"},
+                  {"type": "group", "messageId": "g", "userId": "u", "groupId": "o"}):
+        routed = _route(config, event)
+        assert routed.jobs == [] and routed.outcomes == []
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(
+        st.sampled_from(["type", "messageId", "userId", "event", "properties", "traits", "context", "integrations",
+                         "timestamp", "name", "anonymousId", "x"]), c, max_size=6),
+    max_leaves=20).map(lambda v: msgspec.json.encode(v) if not isinstance(v, float) or v == v else b"1"))
+def test_any_input_gives_outcomes_or_jobs_never_an_exception(config: Config, raw: bytes) -> None:
+    routed = route_record(raw, "in", 0, 0, config, 0.0)
+    assert all(o.status in ("invalid", "rejected", "skipped") for o in routed.outcomes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({"type": st.sampled_from(["track", "identify", "page", "screen"]),
+                              "messageId": st.text(min_size=1, max_size=5)},
+                             optional={"userId": st.text(max_size=5), "event": st.text(max_size=5),
+                                       "properties": st.dictionaries(st.text(max_size=3), st.integers() | st.text()),
+                                       "traits": st.dictionaries(st.text(max_size=3), st.none() | st.text()),
+                                       "timestamp": st.text(max_size=12) | st.integers()}))
+def test_events_route_and_plan_without_exceptions(config: Config, event: dict[str, Any]) -> None:
+    routed = _route(config, event)
+    for name, job in routed.jobs:
+        plans, orphans = plan_requests(config.instance(name), [job])
+        assert len(plans) == 1 and not orphans
