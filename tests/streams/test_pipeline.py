@@ -120,3 +120,13 @@ def test_api_keys_never_reach_outcomes_or_logs(stack: Stack, prefix: str) -> Non
     for secret in ("sandbox-pushwoosh-key", "sandbox-xtremepush-key"):
         assert all(secret not in str(o) for o in stack.outcomes.seen)
         assert secret not in stack.worker.output()
+
+
+def test_user_deletion_reaches_every_instance(stack: Stack, prefix: str) -> None:
+    stack.produce([{"type": "delete", "messageId": f"{prefix}-del", "userId": f"{prefix}-gone"}])
+    outcomes = stack.outcomes.wait(_mine(prefix), 3)
+    assert sorted((o["instance"], o["action"], o["status"]) for o in outcomes) == [
+        ("pushwoosh-custom", "deleteUser", "delivered"), ("pushwoosh-sandbox", "deleteUser", "delivered"),
+        ("xtremepush-sandbox", "deleteUser", "delivered")]
+    bodies = [r["body"] for r in stack.sandbox.requests() if r["path"].endswith(("/delete-user", "/delete"))]
+    assert bodies.count({"external_id": f"{prefix}-gone"}) == 2 and {"userId": f"{prefix}-gone"} in bodies
