@@ -5,4 +5,4 @@ COPY codecs codecs
 COPY streams streams
 RUN pip install --no-cache-dir .
 ENV PUSHSTREAM_CONFIG=/config/pushstream.toml
-ENTRYPOINT ["faust", "-A", "pushstream.streams.worker", "worker", "--loglevel", "info"]
+ENTRYPOINT ["faust", "-A", "pushstream.streams.worker", "worker", "--without-web", "--loglevel", "info"]

@@ -64,6 +64,9 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backoff_base: float = 0.5
     backoff_max: float = 300.0
     dedup_window: float = 24 * 3600.0
+    #: How far back the outcome topic is read at start-up to close the crash gap between an
+    #: outcome and its dedup entry; must exceed how long offsets can stay uncommitted.
+    dedup_lookback: float = 600.0
 
 
 class _PresetOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -90,6 +93,8 @@ class _DestinationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     mappings: list[_MappingConfig] = msgspec.field(default_factory=list)
     max_requests_per_second: float | None = None
     max_connections: int = 10
+    retry_window: float | None = None
+    max_attempts: int | None = None
 
 
 class _Top(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -122,6 +127,9 @@ class Instance:
     integration_keys: tuple[str, ...]
     max_requests_per_second: float | None
     max_connections: int
+    #: Instance overrides of the pipeline's retry window / attempt cap (None = pipeline default).
+    retry_window: float | None = None
+    max_attempts: int | None = None
 
     def subscription(self, name: str) -> Subscription | None:
         for s in self.subscriptions:
@@ -278,7 +286,7 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
     if settings is None:
         return None
     return Instance(cfg.name, dest, settings, tuple(subs), (*dest.integration_names, cfg.name),
-                    cfg.max_requests_per_second, cfg.max_connections)
+                    cfg.max_requests_per_second, cfg.max_connections, cfg.retry_window, cfg.max_attempts)
 
 
 def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, source: str = "config") -> Config:

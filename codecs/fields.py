@@ -51,10 +51,17 @@ def default_mapping(fields: tuple[Field, ...]) -> dict[str, Any]:
     return out
 
 
+_BASE_TYPES = {"string": ("string",), "text": ("string",), "password": ("string",), "datetime": ("string", "number")}
+_TYPES_CACHE: dict[int, tuple[str, ...]] = {}
+
+
 def _schema_types(f: Field) -> tuple[str, ...]:
-    base = {"string": ("string",), "text": ("string",), "password": ("string",), "datetime": ("string", "number")}
-    types = base.get(f.type, (f.type,))
-    return types + ("null",) if f.allow_null else types
+    """JSON-schema types of a field (cached: fields are module-level constants)."""
+    types = _TYPES_CACHE.get(id(f))
+    if types is None:
+        types = _BASE_TYPES.get(f.type, (f.type,))
+        types = _TYPES_CACHE[id(f)] = types + ("null",) if f.allow_null else types
+    return types
 
 
 def _remove_empty(value: Any, f: Field) -> Any:
@@ -163,8 +170,13 @@ _URI = re.compile(r"^[a-z][a-z0-9+\-.]*:[^\s]*$", re.IGNORECASE)
 _DAYJS = re.compile(r"^(\d{4})[-/]?(\d{1,2})?[-/]?(\d{0,2})[Tt\s]*(\d{1,2})?:?(\d{1,2})?:?(\d{1,2})?[.:]?(\d+)?$")
 
 
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$")
+
+
 def is_date_like(text: str) -> bool:
     """Segment's `date-like` format: what dayjs (or `new Date`) can parse; numeric strings are unix times."""
+    if _ISO.match(text):
+        return True  # the usual Segment timestamp; checked first because dateutil is slow
     if _NUMBER.match(text) and text.strip() == text:
         try:
             return abs(float(text)) * 1000 <= 8.64e15

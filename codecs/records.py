@@ -14,12 +14,15 @@ import msgspec
 __all__ = ["DeadLetter", "Job", "Outcome", "Status", "decode_job", "encode"]
 
 Status = Literal["delivered", "rejected", "failed", "invalid", "skipped", "duplicate"]
+TERMINAL = frozenset({"delivered", "rejected", "failed"})
 
 
 class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One (event, action) to deliver, written by route to the instance's jobs topic."""
 
     message_id: str
+    #: The partition key (userId, else anonymousId): jobs and their retries share a partition.
+    key: str | None = None
     instance: str
     mapping: str
     action: str

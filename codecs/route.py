@@ -64,7 +64,7 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
     header, tree = event.header, event.tree
     if isinstance(header, Delete):
         payload = {k: v for k, v in (("userId", header.user_id), ("anonymousId", header.anonymous_id)) if v}
-        routed.jobs.append((instance.name, Job(message_id=header.message_id, instance=instance.name,
+        routed.jobs.append((instance.name, Job(message_id=header.message_id, key=event.key, instance=instance.name,
                                                 mapping="user deletion", action=DELETE_ACTION, payload=payload,
                                                 received_at=now, event=embedded, **coords)))
         return
@@ -88,5 +88,5 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
                                            error_code="PAYLOAD_VALIDATION_FAILED", reason=str(exc),
                                            at=now, **common, **coords))
             continue
-        routed.jobs.append((instance.name, Job(payload=payload, batched=sub.batched, received_at=now,
+        routed.jobs.append((instance.name, Job(payload=payload, batched=sub.batched, received_at=now, key=event.key,
                                                event=embedded, **common, **coords)))

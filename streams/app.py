@@ -8,17 +8,19 @@
 Every agent reads raw bytes (a decoding codec would crash the agent on a bad record) with
 `concurrency=1` (faust #606) and never lets an exception escape its body: Faust acks a
 batch whose body raised. A batch is acked only after what it produced (jobs, outcomes,
-retries, dead letters) has been acknowledged by the broker; if that write itself fails the
-worker exits at once, so the batch is not committed and is read again after a restart.
+retries, dead letters) has been acknowledged by the broker; if that write, or anything else
+in a batch, fails unexpectedly the worker exits at once, so the batch is not committed and is
+read again after a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -30,6 +32,7 @@ from pushstream.codecs.config import Config, Instance
 from pushstream.codecs.records import Job, Outcome, decode_job, encode
 from pushstream.codecs.route import route_record
 
+from .dedup import Dedup
 from .deliver import Deliverer, Writes
 
 __all__ = ["create_app"]
@@ -59,27 +62,38 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     jobs = {i.name: topic(config.topic("jobs", i.name)) for i in config.instances}
     retries = {i.name: topic(config.topic("retry", i.name)) for i in config.instances}
     deliverers = {i.name: Deliverer(config, i, transport) for i in config.instances}
+    dedup = Dedup(app, config.pipeline.dedup_window, k.partitions)
     for deliverer in deliverers.values():
         app.add_dependency(deliverer)
 
-    async def write(sends: list[Awaitable[Any]]) -> None:
-        """Send, then wait until the broker has every record; exit the worker if it cannot."""
-        try:
-            futures = [await s for s in sends]
-            await asyncio.gather(*futures)
-        except Exception:  # the batch must not be acked: stop before Faust commits its offsets
-            log.critical("writing to Kafka failed; exiting so the batch is read again", exc_info=True)
-            logging.shutdown()
-            os._exit(70)
+    async def write(sends: list[Awaitable[Any]], pending: list[Any] = ()) -> None:  # type: ignore[assignment]
+        """Send, then wait until the broker has every record (and `pending` sends)."""
+        futures = [await s for s in sends] + list(pending)
+        await asyncio.gather(*futures)
 
     def outcome_send(o: Outcome) -> Awaitable[Any]:
         return outcomes.send(key=(o.message_id or "").encode(), value=encode(o))
 
     async def write_delivery(instance: Instance, w: Writes) -> None:
         sends = [outcome_send(o) for o in w.outcomes]
-        sends += [retries[instance.name].send(key=j.message_id.encode(), value=encode(j)) for j in w.retries]
+        sends += [retries[instance.name].send(key=_key(j), value=encode(j)) for j in w.retries]
         sends += [dead_letters.send(key=d.job.message_id.encode(), value=encode(d)) for d in w.dead_letters]
         await write(sends)
+
+    async def deliver_pairs(instance: Instance, pairs: list[tuple[Job, int]]) -> None:
+        """Deliver fresh jobs, report duplicates, remember terminal outcomes, write everything."""
+        await dedup.warm_up(k.broker, config.topic("outcomes"), config.pipeline.dedup_lookback)
+        now = time.time()
+        fresh, partitions, duplicates = dedup.split(pairs, now)
+        writes = await deliverers[instance.name].deliver(fresh)
+        writes.outcomes.extend(duplicates)
+        await write_delivery(instance, writes)
+        # The dedup entry only after its outcome is safe (see dedup.py for the crash in between).
+        await write([], dedup.remember(writes.outcomes, partitions, time.time()))
+
+    @app.timer(interval=60.0)
+    async def expire_dedup() -> None:
+        dedup.expire()
 
     # Agents -------------------------------------------------------------------------------
 
@@ -87,35 +101,36 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     async def route(stream: faust.StreamT[bytes]) -> None:
         """Decode, filter and map input records into jobs and outcomes."""
         async for events in stream.take_events(config.pipeline.route_batch, within=0.05):
-            now = time.time()
-            sends: list[Awaitable[Any]] = []
-            for ev in events:
-                sends += _route_one(ev, config, now, jobs, outcome_send)
-            await write(sends)
+            async with _or_exit("route"):
+                now = time.time()
+                sends: list[Awaitable[Any]] = []
+                for ev in events:
+                    sends += _route_one(ev, config, now, jobs, outcome_send)
+                await write(sends)
 
     async def deliver(instance: Instance, stream: faust.StreamT[bytes]) -> None:
         """Deliver fresh jobs of one instance, up to 100 per batch window."""
-        deliverer = deliverers[instance.name]
         async for events in stream.take_events(100, within=config.pipeline.batch_window):
-            batch = _decode_jobs(events)
-            await write_delivery(instance, await deliverer.deliver(batch))
+            async with _or_exit(f"deliver-{instance.name}"):
+                await deliver_pairs(instance, _decode_jobs(events))
 
     async def retry(instance: Instance, stream: faust.StreamT[bytes]) -> None:
         """Re-deliver jobs whose due time has come; put the others back on the retry topic."""
-        deliverer = deliverers[instance.name]
         async for events in stream.take_events(100, within=0.5):
-            batch = _decode_jobs(events)
-            if not batch:
-                continue
-            wait = min(j.due_at or 0.0 for j in batch) - time.time()
-            if wait > 0:
-                await asyncio.sleep(min(wait, RETRY_HOLD_MAX))
-            now = time.time()
-            ready = [j for j in batch if (j.due_at or 0.0) <= now]
-            later = [j for j in batch if (j.due_at or 0.0) > now]
-            writes = await deliverer.deliver([msgspec.structs.replace(j, due_at=None) for j in ready])
-            writes.retries.extend(later)
-            await write_delivery(instance, writes)
+            async with _or_exit(f"retry-{instance.name}"):
+                batch = _decode_jobs(events)
+                if not batch:
+                    continue
+                wait = min(j.due_at or 0.0 for j, _ in batch) - time.time()
+                if wait > 0:
+                    await asyncio.sleep(min(wait, RETRY_HOLD_MAX))
+                now = time.time()
+                later = [j for j, _ in batch if (j.due_at or 0.0) > now]
+                if later:  # not due yet: back on the retry topic, written before this batch is acked
+                    await write_delivery(instance, Writes(retries=later))
+                ready = [(msgspec.structs.replace(j, due_at=None), p) for j, p in batch if (j.due_at or 0.0) <= now]
+                if ready:
+                    await deliver_pairs(instance, ready)
 
     for inst in config.instances:
         app.agent(jobs[inst.name], name=f"deliver-{inst.name}", concurrency=1)(
@@ -137,17 +152,35 @@ def _route_one(ev: Any, config: Config, now: float, jobs: dict[str, faust.TopicT
         return [outcome_send(Outcome(message_id=None, status="invalid", error_code="ROUTE_FAILED",
                                      reason=f"internal error while routing: {type(exc).__name__}", at=now,
                                      topic=msg.topic, partition=msg.partition, offset=msg.offset))]
-    key = routed.key.encode() if routed.key else None
-    sends = [jobs[name].send(key=key, value=encode(job)) for name, job in routed.jobs]
+    sends = [jobs[name].send(key=_key(job), value=encode(job)) for name, job in routed.jobs]
     sends += [outcome_send(o) for o in routed.outcomes]
     return sends
 
 
-def _decode_jobs(events: list[Any]) -> list[Job]:
+@contextlib.asynccontextmanager
+async def _or_exit(agent: str) -> AsyncIterator[None]:
+    """Around one batch: anything escaping it would make Faust ack the batch unprocessed, so the
+    worker exits instead (nothing is committed; the batch is read again after the restart)."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        log.critical("agent %s failed on a batch; exiting so the batch is read again", agent, exc_info=True)
+        logging.shutdown()
+        os._exit(70)
+
+
+def _key(job: Job) -> bytes | None:
+    """Jobs and their retries are keyed by user: per-user order, and a stable dedup partition."""
+    return job.key.encode() if job.key else None
+
+
+def _decode_jobs(events: list[Any]) -> list[tuple[Job, int]]:
     batch = []
     for ev in events:
         try:
-            batch.append(decode_job(ev.value))
+            batch.append((decode_job(ev.value), ev.message.partition))
         except (msgspec.DecodeError, TypeError):
             msg = ev.message
             log.error("dropping an unreadable job topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)

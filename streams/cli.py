@@ -42,7 +42,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     os.environ["PUSHSTREAM_CONFIG"] = args.config
     from faust.cli.faust import cli
 
-    sys.argv = ["faust", "-A", "pushstream.streams.worker", "worker", "--loglevel", args.loglevel]
+    sys.argv = ["faust", "-A", "pushstream.streams.worker", "worker", "--without-web", "--loglevel", args.loglevel]
     cli(prog_name="pushstream worker")
 
 
@@ -200,7 +200,8 @@ def replay(config: Config, *, instance: str | None = None, action: str | None = 
         if error and error not in f"{dl.error_code} {dl.reason}":
             continue
         fresh = msgspec.structs.replace(job, attempts=0, first_attempt_at=None, due_at=None, last_error=None)
-        producer.produce(config.topic("jobs", job.instance), value=encode(fresh), key=job.message_id.encode())
+        producer.produce(config.topic("jobs", job.instance), value=encode(fresh),
+                         key=job.key.encode() if job.key else None)
         producer.poll(0)
         sent += 1
     if producer.flush(30):
@@ -215,10 +216,15 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> None:
-    from .sandbox import run_sandbox
+    from .sandbox import SandboxConfig, run_sandbox
 
+    config = SandboxConfig()
+    for pair in args.pushwoosh or []:
+        key, _, app_code = pair.partition("=")
+        config.pushwoosh.add((key, app_code))
+    config.xtremepush.update(args.xtremepush or [])
     print(f"sandbox on http://127.0.0.1:{args.port}", flush=True)
-    run_sandbox(args.port)
+    run_sandbox(args.port, config)
 
 
 def cmd_broker(args: argparse.Namespace) -> None:
@@ -266,8 +272,10 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(opt)
     p.add_argument("--since", type=float, help="unix time")
     p.add_argument("--until", type=float, help="unix time")
-    add("sandbox", cmd_sandbox, "run the local destination sandbox", config=False).add_argument(
-        "--port", type=int, default=8787)
+    p = add("sandbox", cmd_sandbox, "run the local destination sandbox", config=False)
+    p.add_argument("--port", type=int, default=8787)
+    p.add_argument("--pushwoosh", action="append", metavar="KEY=APPCODE", help="also accept these credentials")
+    p.add_argument("--xtremepush", action="append", metavar="KEY", help="also accept this API key")
     add("broker", cmd_broker, "run a local Kafka-compatible broker (Tansu)", config=False).add_argument(
         "--port", type=int, default=9092)
     p = add("demo", cmd_demo, "broker + sandbox + worker + 1,000 events, then a summary", config=False)

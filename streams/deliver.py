@@ -46,6 +46,8 @@ class Deliverer(mode.Service):
         self.instance = instance
         self.pipeline = config.pipeline
         self.limiter = RateLimiter(instance.max_requests_per_second)
+        self.retry_window = instance.retry_window or self.pipeline.retry_window
+        self.max_attempts = instance.max_attempts or self.pipeline.max_attempts
         self._transport = transport
         self._client: DestinationClient | None = None
         self._concurrency = asyncio.Semaphore(instance.max_connections)
@@ -132,8 +134,8 @@ class Deliverer(mode.Service):
     def _retry_or_fail(self, writes: Writes, job: Job, error: RetryableError, tries: int, started: float,
                        last: float, batch_id: str | None, size: int | None) -> None:
         delay = backoff(tries, self.pipeline.backoff_base, self.pipeline.backoff_max, error.retry_after)
-        window_left = started + self.pipeline.retry_window - last
-        if tries >= self.pipeline.max_attempts or delay > window_left:
+        window_left = started + self.retry_window - last
+        if tries >= self.max_attempts or delay > window_left:
             writes.outcomes.append(self._outcome(job, "failed", error.code, error.reason, error.status, tries,
                                                  started, last, batch_id, size))
             failed = _copy(job, attempts=tries, first_attempt_at=started, last_error=error.reason)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pushstream.codecs.config import Config
 
-__all__ = ["bootstrap", "ensure_topics", "make_producer", "pipeline_topics", "read_topic"]
+__all__ = ["bootstrap", "create_topics", "ensure_topics", "make_producer", "pipeline_topics", "read_topic"]
 
 
 def bootstrap(broker_url: str) -> str:
@@ -31,8 +31,13 @@ def pipeline_topics(config: Config) -> list[str]:
 
 
 def ensure_topics(config: Config, timeout: float = 30.0) -> list[str]:
-    """Create missing topics with the configured partition count; returns the ones created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap(config.kafka.broker)})
+    """Create the pipeline's missing topics with the configured partition count; returns those created."""
+    return create_topics(config.kafka.broker, pipeline_topics(config), config.kafka.partitions, timeout)
+
+
+def create_topics(broker_url: str, names: list[str], partitions: int, timeout: float = 30.0) -> list[str]:
+    """Create the topics in `names` that do not exist yet; returns the ones created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap(broker_url)})
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -42,10 +47,10 @@ def ensure_topics(config: Config, timeout: float = 30.0) -> list[str]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    missing = [t for t in pipeline_topics(config) if t not in existing]
+    missing = [t for t in names if t not in existing]
     if missing:
-        futures = admin.create_topics([NewTopic(t, config.kafka.partitions, 1) for t in missing])
-        for topic, fut in futures.items():
+        futures = admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+        for fut in futures.values():
             try:
                 fut.result(timeout)
             except KafkaException as exc:
@@ -88,5 +93,34 @@ def read_topic(broker_url: str, topics: Iterable[str], *, idle_timeout: float = 
                 continue
             last = time.monotonic()
             yield msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()
+    finally:
+        consumer.close()
+
+
+def read_since(broker_url: str, topic: str, since_ms: int, idle: float = 1.5,
+               timeout: float = 60.0) -> Iterator[bytes]:
+    """Values of `topic` written at or after `since_ms` (unix ms), until none arrives for `idle` s.
+
+    Reads to quiet rather than to the reported high watermark: the local broker (Tansu) has
+    been seen reporting watermarks below records it had already served.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": "pushstream-reader",
+                         "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        if topic not in metadata.topics:
+            return
+        parts = [TopicPartition(topic, p, since_ms) for p in metadata.topics[topic].partitions]
+        starts = consumer.offsets_for_times(parts, timeout=10)
+        consumer.assign([tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, OFFSET_END)
+                         for tp in starts])
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last < idle:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            last = time.monotonic()
+            yield msg.value()
     finally:
         consumer.close()

@@ -33,8 +33,8 @@ XP_PREFIX = "/api/integration/segment"
 
 @dataclass
 class SandboxConfig:
-    #: Accepted Pushwoosh credentials: api key -> app code.
-    pushwoosh: dict[str, str] = field(default_factory=lambda: {"sandbox-pushwoosh-key": "SANDBOX-APP"})
+    #: Accepted Pushwoosh credentials: (api key, app code) pairs.
+    pushwoosh: set[tuple[str, str]] = field(default_factory=lambda: {("sandbox-pushwoosh-key", "SANDBOX-APP")})
     #: Accepted Xtremepush API keys.
     xtremepush: set[str] = field(default_factory=lambda: {"sandbox-xtremepush-key"})
 
@@ -178,7 +178,7 @@ class Sandbox:
         header = request.headers.get("Authorization", "")
         if kind == "pushwoosh":
             key = header.removeprefix("Token ") if header.startswith("Token ") else None
-            ok = key is not None and self.config.pushwoosh.get(key) == request.headers.get("X-PW-Appcode")
+            ok = key is not None and (key, request.headers.get("X-PW-Appcode", "")) in self.config.pushwoosh
             return ok, key
         if header.startswith("Basic "):
             try:

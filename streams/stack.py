@@ -80,10 +80,12 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def start_sandbox(workdir: Path, port: int | None = None) -> tuple[Proc, str]:
+def start_sandbox(workdir: Path, port: int | None = None, app_codes: tuple[str, ...] = ()) -> tuple[Proc, str]:
+    """Start the sandbox; it accepts the sandbox Pushwoosh key with SANDBOX-APP and `app_codes`."""
     port = port or free_port()
     log = workdir / "sandbox.log"
-    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "sandbox", "--port", str(port)],
+    extra = [arg for code in app_codes for arg in ("--pushwoosh", f"{SANDBOX_PW_KEY}={code}")]
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "sandbox", "--port", str(port), *extra],
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
     wait_for_port(port)
     url = f"http://127.0.0.1:{port}"

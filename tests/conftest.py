@@ -49,6 +49,9 @@ ORDER_MAPPING = {
 }
 
 
+FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST")
+
+
 class SandboxClient:
     """Reads and steers the sandbox over its control endpoints."""
 
@@ -128,26 +131,77 @@ def broker(workdir: Path) -> Iterator[LocalBroker]:
 
 @pytest.fixture(scope="session")
 def sandbox(workdir: Path) -> Iterator[SandboxClient]:
-    proc, url = start_sandbox(workdir)
+    proc, url = start_sandbox(workdir, app_codes=FAULTY_APP_CODES)
     yield SandboxClient(url)
     proc.stop()
 
 
+def launch(text: str, name: str, sandbox: SandboxClient, workdir: Path) -> Stack:
+    """Write a config, create its topics and start a worker process for it."""
+    path = workdir / f"{name}.toml"
+    path.write_text(text)
+    config = load_config(text, local_env(), workdir)
+    ensure_topics(config)
+    worker = start_worker(workdir, path, local_env(), name=name)
+    return Stack(config, sandbox, worker, workdir)
+
+
+def close(stack: Stack) -> None:
+    stack.outcomes.consumer.close()
+    stack.worker.stop()
+
+
 @pytest.fixture(scope="session")
 def stack(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterator[Stack]:
+    """The main worker: the two sandbox instances with presets, plus one with a custom mapping."""
     (workdir / "order-mapping.json").write_bytes(msgspec.json.encode(ORDER_MAPPING))
     text = local_config(broker.url, sandbox.url, partitions=4,
                         extra_pipeline="inline_retries = 1\nbackoff_base = 0.2\nbackoff_max = 2.0",
                         extra_destinations=EXTRA_DESTINATIONS.replace("SANDBOX_URL", sandbox.url))
-    path = workdir / "pushstream.toml"
-    path.write_text(text)
-    config = load_config(text, local_env(), workdir)
-    ensure_topics(config)
-    worker = start_worker(workdir, path, local_env())
-    s = Stack(config, sandbox, worker, workdir)
+    s = launch(text, "worker", sandbox, workdir)
     yield s
-    s.outcomes.consumer.close()
-    worker.stop()
+    close(s)
+
+
+def targeted_instances(sandbox_url: str, names: tuple[str, ...], extra: dict[str, str] | None = None) -> str:
+    """Pushwoosh instances that each take only track events whose properties.targets names them."""
+    blocks = []
+    for name in names:
+        options = (extra or {}).get(name, "")
+        blocks.append(f"""
+[[destinations]]
+name = "pw-{name}"
+type = "pushwoosh"
+presets = false
+settings = {{ pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "APP-{name.upper()}", baseUrl = "{sandbox_url}" }}
+{options}
+[[destinations.mappings]]
+name = "targeted"
+action = "trackEvent"
+subscribe = 'type = "track" and contains(properties.targets, "{name}")'
+mapping_file = "track-mapping.json"
+enable_batching = true
+""")
+    return "".join(blocks)
+
+
+@pytest.fixture(scope="session")
+def faulty(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterator[Stack]:
+    """A second worker (own group and topics) whose instances the delivery tests make fail."""
+    from pushstream.codecs.destinations.pushwoosh import PUSHWOOSH
+
+    (workdir / "track-mapping.json").write_bytes(msgspec.json.encode(PUSHWOOSH.actions["trackEvent"].default_mapping))
+    instances = targeted_instances(sandbox.url, ("flaky", "short", "slow", "fast"),
+                                   {"short": "retry_window = 4.0"})
+    text = local_config(broker.url, sandbox.url, prefix="faulty", app_id="pushstream-faulty",
+                        input_topic="faulty-events", partitions=4, batch_window=0.5,
+                        extra_pipeline="inline_retries = 1\nbackoff_base = 0.5\nbackoff_max = 4.0\nmax_attempts = 100")
+    # Keep only the [kafka] and [pipeline] parts of the local config: the instances are the targeted ones.
+    text = text.split("[[destinations]]")[0] + instances
+    s = launch(text, "faulty", sandbox, workdir)
+    yield s
+    sandbox.clear_faults()
+    close(s)
 
 
 @pytest.fixture

@@ -1,0 +1,325 @@
+"""pushstream benchmarks: prints a table and writes bench/results/latest.json.
+
+    python bench/run.py            # full run (a few minutes)
+    python bench/run.py --quick    # tiny sizes: checks the harness works (used by the tests)
+
+1. transform: one process, one core, raw bytes -> route (decode, integrations, triggers,
+   mapping, validation) -> encoded job, on a deterministic corpus; and Segment's own engine
+   (../shared/oracle/bench_actions_core.js, when Node and npm are there) on the same corpus.
+2. end to end: local broker + sandbox + one worker; N events produced ahead; events/s from
+   worker ready to the last outcome; requests sent; worker peak RSS; then p50/p99
+   produce->outcome latency at a fixed offered rate of half the measured maximum.
+3. Kafka floor: a Faust app with the same settings that writes one small record per event.
+4. scale-out: end to end with two workers in one group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from pushstream.codecs.config import Config, load_config
+from pushstream.codecs.records import encode
+from pushstream.codecs.route import route_record
+from pushstream.streams.broker import start_broker
+from pushstream.streams.kafka import bootstrap, create_topics, ensure_topics, make_producer
+from pushstream.streams.stack import Proc, local_config, local_env, start_sandbox, start_worker
+
+ROOT = Path(__file__).resolve().parents[1]
+ORACLE = ROOT.parent / "shared" / "oracle"
+
+
+def corpus(n: int, seed: int = 42) -> list[bytes]:
+    """Mostly track events with properties and context, some identify/page/screen, ~1% invalid."""
+    import random
+
+    from pushstream.streams.samples import sample_events
+
+    rng = random.Random(seed)
+    lines = []
+    for ev in sample_events(n, seed=seed, prefix="bench"):
+        if ev["type"] in ("group", "alias"):
+            ev["type"] = "track"
+            ev["event"] = "Product Viewed"
+            ev["properties"] = {"sku": "SKU-1", "price": 9.99}
+        roll = rng.random()
+        if roll < 0.005:
+            lines.append(b'{"type": "track", "messageId": 17}')
+        elif roll < 0.01:
+            lines.append(b"{broken")
+        else:
+            lines.append(msgspec.json.encode(ev))
+    return lines
+
+
+def pushwoosh_only(broker: str = "kafka://127.0.0.1:9", url: str = "http://127.0.0.1:9", **kw: Any) -> str:
+    text = local_config(broker, url, **kw)
+    return text.split('[[destinations]]\nname = "xtremepush-sandbox"')[0]
+
+
+def bench_transform(lines: list[bytes], rounds: int) -> dict[str, Any]:
+    config = load_config(pushwoosh_only(), local_env())
+    for line in lines[:2000]:  # warm up
+        route_record(line, "t", 0, 0, config, 0.0)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for i, line in enumerate(lines):
+            routed = route_record(line, "t", 0, i, config, 0.0)
+            for _, job in routed.jobs:
+                encode(job)
+            for outcome in routed.outcomes:
+                encode(outcome)
+        best = min(best, time.perf_counter() - t0)
+    return {"events": len(lines), "seconds": round(best, 3), "events_per_s": round(len(lines) / best),
+            "us_per_event": round(best / len(lines) * 1e6, 2)}
+
+
+def bench_segment(lines: list[bytes], workdir: Path) -> dict[str, Any] | None:
+    """Segment's engine on the same corpus, or None when Node/npm or the oracle are missing."""
+    if not shutil.which("node") or not shutil.which("npm") or not ORACLE.exists():
+        return None
+    cache = ROOT / "bench" / ".oracle"
+    if not (cache / "node_modules").exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.copytree(ORACLE, cache)
+        for p in cache.rglob("*"):
+            p.chmod(0o755 if p.is_dir() or os.access(p, os.X_OK) else 0o644)
+        cache.chmod(0o755)
+        if subprocess.run(["bash", "setup.sh"], cwd=cache, capture_output=True, timeout=600).returncode:
+            return None
+    oracle = cache
+    corpus_file = workdir / "corpus.jsonl"
+    # The Node script JSON.parses every line up front, so it gets the lines that are JSON.
+    corpus_file.write_bytes(b"\n".join(x for x in lines if not x.startswith(b"{broken")) + b"\n")
+    out = subprocess.run(["node", "bench_actions_core.js", str(corpus_file)], cwd=oracle, capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class OutcomeCounter:
+    """Counts records on a topic (from the beginning) in a background thread."""
+
+    def __init__(self, broker: str, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap(broker), "group.id": "bench",
+                                  "enable.auto.commit": False, "log_level": 0})
+        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self.values: list[tuple[float, bytes]] = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            for msg in self.consumer.consume(1000, 0.1):
+                if not msg.error():
+                    self.values.append((time.time(), msg.value()))
+
+    def wait(self, count: int, timeout: float) -> float:
+        deadline = time.time() + timeout
+        while len(self.values) < count and time.time() < deadline:
+            time.sleep(0.02)
+        if len(self.values) < count:
+            raise TimeoutError(f"{len(self.values)} of {count} records after {timeout}s")
+        return self.values[count - 1][0]
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join()
+        self.consumer.close()
+
+
+def produce(config: Config, lines: list[bytes], rate: float | None = None) -> dict[tuple[int, int], float]:
+    """Produce lines (at `rate`/s when given); returns (partition, offset) -> produce time."""
+    producer = make_producer(config.kafka.broker)
+    sent: dict[tuple[int, int], float] = {}
+    t0 = time.time()
+    for i, line in enumerate(lines):
+        if rate:
+            delay = t0 + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        now = time.time()
+        key = None
+        try:
+            key = msgspec.json.decode(line).get("userId", "").encode() or None
+        except (msgspec.DecodeError, AttributeError):
+            pass
+
+        def report(err: Any, msg: Any, now: float = now) -> None:
+            if err is None:
+                sent[(msg.partition(), msg.offset())] = now
+
+        while True:
+            try:
+                producer.produce(config.kafka.input_topics[0], value=line, key=key, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+    return sent
+
+
+def expected_outcomes(config: Config, lines: list[bytes]) -> int:
+    return sum(len(r.jobs) + len(r.outcomes) for r in (route_record(x, "t", 0, 0, config, 0.0) for x in lines))
+
+
+def peak_rss_mb(proc: Proc) -> float:
+    for line in Path(f"/proc/{proc.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: list[bytes], workers: int,
+              latency_seconds: float, window: float) -> dict[str, Any]:
+    text = pushwoosh_only(broker.url, sandbox_url, prefix=name, app_id=name, input_topic=f"{name}-in",
+                          partitions=8, batch_window=window)
+    path = workdir / f"{name}.toml"
+    path.write_text(text)
+    config = load_config(text, local_env())
+    ensure_topics(config)
+    expected = expected_outcomes(config, lines)
+    produce(config, lines)
+    counter = OutcomeCounter(config.kafka.broker, config.topic("outcomes"))
+    procs: list[Proc] = []
+    ready_at: list[float] = []
+
+    def start(i: int) -> None:
+        procs.append(start_worker(workdir, path, local_env(), name=f"{name}-{i}"))
+        ready_at.append(time.time())
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        if len(procs) < workers:
+            raise RuntimeError("a worker did not start")
+        ready = min(ready_at)  # events were produced ahead: the clock starts with the first ready worker
+        done = counter.wait(expected, timeout=600)
+        result: dict[str, Any] = {"events": len(lines), "outcomes": expected, "seconds": round(done - ready, 2),
+                                  "events_per_s": round(len(lines) / (done - ready))}
+        if latency_seconds:
+            rate = result["events_per_s"] / 2
+            n = int(rate * latency_seconds)
+            extra = corpus(n, seed=7)
+            start = len(counter.values)
+            sent = produce(config, extra, rate=rate)
+            counter.wait(start + expected_outcomes(config, extra), timeout=300)
+            lat = []
+            for at, value in counter.values[start:]:
+                o = msgspec.json.decode(value)
+                t = sent.get((o.get("partition"), o.get("offset")))
+                if t is not None and o.get("topic") == config.kafka.input_topics[0]:
+                    lat.append((at - t) * 1000)
+            lat.sort()
+            result.update(offered_rate=round(rate), latency_p50_ms=round(statistics.median(lat), 1),
+                          latency_p99_ms=round(lat[int(len(lat) * 0.99) - 1], 1))
+        result["peak_rss_mb"] = max(peak_rss_mb(p) for p in procs)
+        return result
+    finally:
+        counter.close()
+        for p in procs:
+            p.stop()
+
+
+def run_floor(broker: Any, workdir: Path, lines: list[bytes]) -> dict[str, Any]:
+    config = load_config(pushwoosh_only(broker.url, prefix="floor", app_id="floor", input_topic="floor-in",
+                                        partitions=8), local_env())
+    ensure_topics(config)
+    create_topics(config.kafka.broker, ["floor.out"], 8)
+    produce(config, lines)
+    counter = OutcomeCounter(config.kafka.broker, "floor.out")
+    log = workdir / "floor.log"
+    env = {**os.environ, "FLOOR_BROKER": broker.url, "FLOOR_INPUT": "floor-in", "PYTHONPATH": str(ROOT / "bench")}
+    proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "floor_app", "worker", "--without-web", "-l", "info"],
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=workdir,  # noqa: SIM115
+                            start_new_session=True)
+    floor = Proc(proc, log)
+    try:
+        deadline = time.time() + 90
+        while "Worker ready" not in floor.output() and time.time() < deadline:
+            time.sleep(0.1)
+        ready = time.time()
+        done = counter.wait(len(lines), timeout=600)
+        return {"events": len(lines), "seconds": round(done - ready, 2),
+                "events_per_s": round(len(lines) / (done - ready)), "peak_rss_mb": peak_rss_mb(floor)}
+    finally:
+        counter.close()
+        floor.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    n_transform, n_e2e, lat_s = (2_000, 500, 2.0) if args.quick else (50_000, 20_000, 10.0)
+    workdir = Path(tempfile.mkdtemp(prefix="pushstream-bench-"))
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                               "quick": args.quick}
+    lines = corpus(n_transform)
+    results["transform"] = bench_transform(lines, rounds=1 if args.quick else 3)
+    results["segment_engine"] = None if args.quick else bench_segment(lines, workdir)
+    if results["segment_engine"]:
+        results["transform"]["ratio_vs_segment"] = round(
+            results["transform"]["events_per_s"] / results["segment_engine"]["events_per_s"], 2)
+    broker = start_broker(log_path=str(workdir / "broker.log"))
+    sandbox, url = start_sandbox(workdir)
+    try:
+        e2e_lines = corpus(n_e2e, seed=3)
+        results["floor"] = run_floor(broker, workdir, e2e_lines)
+        results["end_to_end"] = run_stack(broker, url, workdir, "e2e1", e2e_lines, 1, lat_s, window=0.2)
+        results["end_to_end"]["ratio_vs_floor"] = round(
+            results["end_to_end"]["events_per_s"] / results["floor"]["events_per_s"], 2)
+        results["two_workers"] = run_stack(broker, url, workdir, "e2e2", e2e_lines, 2, 0, window=0.2)
+        results["two_workers"]["ratio_vs_one"] = round(
+            results["two_workers"]["events_per_s"] / results["end_to_end"]["events_per_s"], 2)
+        results["requests_sent"] = len(httpx.get(f"{url}/_sandbox/requests", timeout=30).json())
+    finally:
+        sandbox.stop()
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(table(results))
+
+
+def table(r: dict[str, Any]) -> str:
+    t, s = r["transform"], r["segment_engine"]
+    rows = [("transform (1 core)", f"{t['events_per_s']:,} ev/s", f"{t['us_per_event']} us/event"),
+            ("Segment engine (Node)", f"{s['events_per_s']:,} ev/s" if s else "n/a",
+             f"ratio {t.get('ratio_vs_segment', 'n/a')}x"),
+            ("Kafka floor", f"{r['floor']['events_per_s']:,} ev/s", f"rss {r['floor']['peak_rss_mb']} MB"),
+            ("end to end, 1 worker", f"{r['end_to_end']['events_per_s']:,} ev/s",
+             f"{r['end_to_end']['ratio_vs_floor']}x floor, rss {r['end_to_end']['peak_rss_mb']} MB"),
+            ("latency at half load", f"p50 {r['end_to_end'].get('latency_p50_ms')} ms",
+             f"p99 {r['end_to_end'].get('latency_p99_ms')} ms at {r['end_to_end'].get('offered_rate')} ev/s"),
+            ("end to end, 2 workers", f"{r['two_workers']['events_per_s']:,} ev/s",
+             f"{r['two_workers']['ratio_vs_one']}x one worker"),
+            ("HTTP requests sent", str(r["requests_sent"]), "")]
+    return "\n".join(f"{a:24} {b:>16}   {c}" for a, b, c in rows)
+
+
+if __name__ == "__main__":
+    main()

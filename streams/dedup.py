@@ -1,0 +1,120 @@
+"""Delivery dedup: a (messageId, instance, action, mapping) that was already delivered (or
+rejected by the destination) within the window is not sent again; its outcome says `duplicate`.
+A `failed` job is not remembered, so replaying its dead letter delivers it.
+
+Two sources, because the outcome and the table entry are separate Kafka writes: the outcome
+is written first, the entry after, so a crash between them leaves an outcome without an entry.
+At start-up `warm_up` therefore also reads the last minutes of the outcome topic (everything
+a crash can make the worker read again lies within the uncommitted tail), so such a job is
+reported `duplicate` instead of being sent and reported twice.
+
+State lives in a Faust table whose changelog is co-partitioned with the jobs topics (jobs and
+retries are keyed by user, so a redelivered job arrives on the same partition it was first
+seen on). Writes name their changelog partition explicitly, because in a `take()` batch
+Faust's "current event" is whichever record the buffer read last, not the job at hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+import faust
+import msgspec
+
+from pushstream.codecs.records import Job, Outcome
+
+from .kafka import read_since
+
+__all__ = ["Dedup", "dedup_key"]
+
+REMEMBERED = frozenset({"delivered", "rejected"})
+
+
+def _when(entry: str) -> float:
+    return float(entry.rsplit(":", 1)[0])
+
+
+def dedup_key(item: Job | Outcome) -> str:
+    return f"{item.instance}|{item.action}|{item.mapping}|{item.message_id}"
+
+
+class Dedup:
+    """Remembers delivered jobs for `window` seconds; survives restarts through the changelog."""
+
+    def __init__(self, app: faust.App, window: float, partitions: int) -> None:
+        self.window = window
+        self.recent: dict[str, float] = {}
+        self._warm: asyncio.Task[None] | None = None
+        # Values are "<unix time>:<changelog partition>" strings (str types use the raw codec).
+        self.table = app.Table("delivered", default=None, partitions=partitions, key_type=str, value_type=str,
+                               help="dedup of delivered jobs")
+
+    def split(self, pairs: list[tuple[Job, int]], now: float) -> tuple[list[Job], dict[str, int], list[Outcome]]:
+        """Separate fresh jobs from duplicates (seen before, or twice in this batch).
+
+        Returns the fresh jobs, their changelog partitions by key, and `duplicate` outcomes.
+        """
+        fresh: list[Job] = []
+        partitions: dict[str, int] = {}
+        duplicates: list[Outcome] = []
+        for job, partition in pairs:
+            key = dedup_key(job)
+            entry: str | None = self.table.data.get(key)
+            seen = _when(entry) if entry is not None else self.recent.get(key)
+            if key in partitions or (seen is not None and now - seen < self.window):
+                duplicates.append(Outcome(
+                    message_id=job.message_id, status="duplicate", instance=job.instance, action=job.action,
+                    mapping=job.mapping, error_code="DUPLICATE", attempts=job.attempts,
+                    reason="this event already has a terminal outcome for this action; not sent again",
+                    topic=job.topic, partition=job.partition, offset=job.offset, at=now))
+                continue
+            fresh.append(job)
+            partitions[key] = partition
+        return fresh, partitions, duplicates
+
+    def remember(self, outcomes: list[Outcome], partitions: dict[str, int], now: float) -> list[Any]:
+        """Record delivered/rejected outcomes on their job's changelog partition.
+
+        Returns the changelog sends, to be awaited with the outcomes before the batch is acked.
+        """
+        futures = []
+        for outcome in outcomes:
+            if outcome.status not in REMEMBERED:
+                continue
+            key = dedup_key(outcome)
+            partition = partitions.get(key)
+            if partition is None:
+                continue
+            value = f"{now:.3f}:{partition}"
+            self.table.data[key] = value
+            futures.append(self.table.send_changelog(partition, key, value))
+        return futures
+
+    async def warm_up(self, broker: str, outcomes_topic: str, lookback: float) -> None:
+        """Once per process: load delivered/rejected outcomes of the last `lookback` seconds."""
+        if self._warm is None:
+            self._warm = asyncio.ensure_future(asyncio.to_thread(self._read_recent, broker, outcomes_topic, lookback))
+        await self._warm
+
+    def _read_recent(self, broker: str, topic: str, lookback: float) -> None:
+        since_ms = int((time.time() - lookback) * 1000)
+        decode = msgspec.json.Decoder(Outcome).decode
+        for value in read_since(broker, topic, since_ms):
+            try:
+                outcome = decode(value)
+            except msgspec.DecodeError:
+                continue
+            if outcome.status in REMEMBERED:
+                self.recent[dedup_key(outcome)] = outcome.at
+
+    def expire(self, now: float | None = None) -> int:
+        """Forget entries older than the window (tombstones keep the changelog small)."""
+        cutoff = (now or time.time()) - self.window
+        old = [(k, int(v.rsplit(":", 1)[1])) for k, v in list(self.table.data.items()) if v and _when(v) < cutoff]
+        for key, partition in old:
+            del self.table.data[key]
+            self.table.send_changelog(partition, key, None)
+        for key in [k for k, at in self.recent.items() if at < cutoff]:
+            del self.recent[key]
+        return len(old)

@@ -1,0 +1,23 @@
+"""The benchmark harness runs end to end at tiny sizes (numbers are not checked: no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_quick_run_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    for section in ("transform", "floor", "end_to_end", "two_workers"):
+        assert data[section]["events_per_s"] > 0, section
+    assert data["end_to_end"]["latency_p99_ms"] >= data["end_to_end"]["latency_p50_ms"] > 0
+    assert data["requests_sent"] > 0
+    assert "end to end, 1 worker" in result.stdout
