@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -66,8 +66,8 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     for deliverer in deliverers.values():
         app.add_dependency(deliverer)
 
-    async def write(sends: list[Awaitable[Any]], pending: list[Any] = ()) -> None:  # type: ignore[assignment]
-        """Send, then wait until the broker has every record (and `pending` sends)."""
+    async def write(sends: list[Awaitable[Any]], pending: Sequence[Any] = ()) -> None:
+        """Send, then wait until the broker has every record (and the already-sent `pending`)."""
         futures = [await s for s in sends] + list(pending)
         await asyncio.gather(*futures)
 

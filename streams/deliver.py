@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import mode
+import msgspec
 
 from pushstream.codecs.config import Config, Instance
 from pushstream.codecs.plan import PlannedRequest, plan_requests
@@ -162,6 +163,4 @@ class Deliverer(mode.Service):
 
 
 def _copy(job: Job, **changes: object) -> Job:
-    import msgspec
-
     return msgspec.structs.replace(job, **changes)
