@@ -129,7 +129,7 @@ def test_malformed_records_mixed_into_valid_traffic(stack: Stack, prefix: str) -
 def test_kill_9_mid_stream_loses_nothing(broker: LocalBroker, sandbox: SandboxClient, workdir: Path,
                                          prefix: str) -> None:
     """Opt-in (-m crash). Run alone it passed 7 of 7 times. In the full suite (two more workers on
-    the same Tansu broker) it failed 3 of 3 times the same way: the restarted worker stops
+    the same Tansu broker) it failed 4 of 4 times the same way: the restarted worker stops
     fetching one jobs partition; the jobs are in the topic above the committed offset and are
     never delivered (see _diagnose). Not yet known whether Tansu, aiokafka or Faust is at fault."""
     text = local_config(broker.url, sandbox.url, prefix="killable", app_id="pushstream-killable",
