@@ -137,8 +137,6 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
             _named(partial(deliver, inst), f"deliver_{inst.name}"))
         app.agent(retries[inst.name], name=f"retry-{inst.name}", concurrency=1)(
             _named(partial(retry, inst), f"retry_{inst.name}"))
-    app.pushstream_config = config  # type: ignore[attr-defined]
-    app.pushstream_route = route  # type: ignore[attr-defined]
     return app
 
 

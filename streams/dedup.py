@@ -22,7 +22,7 @@ from typing import Any
 import faust
 import msgspec
 
-from pushstream.codecs.records import Job, Outcome
+from pushstream.codecs.records import Job, Outcome, decode_outcome
 
 from .kafka import read_since
 
@@ -99,10 +99,9 @@ class Dedup:
 
     def _read_recent(self, broker: str, topic: str, lookback: float) -> None:
         since_ms = int((time.time() - lookback) * 1000)
-        decode = msgspec.json.Decoder(Outcome).decode
         for value in read_since(broker, topic, since_ms):
             try:
-                outcome = decode(value)
+                outcome = decode_outcome(value)
             except msgspec.DecodeError:
                 continue
             if outcome.status in REMEMBERED:

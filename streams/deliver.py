@@ -76,11 +76,10 @@ class Deliverer(mode.Service):
             log.exception("instance=%s building requests failed", self.instance.name)
             plans, orphans = [], []
             for job in jobs:
-                self._terminal(writes, job, "failed", "BUILD_FAILED", f"building the request failed: {exc}",
-                               None, now, now)
+                self._fail(writes, job, "BUILD_FAILED", f"building the request failed: {exc}", now)
         for job in orphans:
-            self._terminal(writes, job, "failed", "MAPPING_REMOVED",
-                           f"mapping {job.mapping!r} ({job.action}) is no longer configured", None, now, now)
+            self._fail(writes, job, "MAPPING_REMOVED",
+                       f"mapping {job.mapping!r} ({job.action}) is no longer configured", now)
         await asyncio.gather(*(self._send_plan(plan, writes) for plan in plans))
         return writes
 
@@ -146,11 +145,10 @@ class Deliverer(mode.Service):
         writes.retries.append(_copy(job, attempts=tries, first_attempt_at=started, last_error=error.reason,
                                     due_at=last + delay))
 
-    def _terminal(self, writes: Writes, job: Job, status: str, code: str, reason: str, http: int | None,
-                  started: float, last: float) -> None:
-        writes.outcomes.append(self._outcome(job, status, code, reason, http, job.attempts, started, last, None, None))
-        if status == "failed":
-            writes.dead_letters.append(DeadLetter(job=job, error_code=code, reason=reason, failed_at=last))
+    def _fail(self, writes: Writes, job: Job, code: str, reason: str, now: float) -> None:
+        """A job that cannot be sent at all: `failed` outcome plus a dead letter, no request made."""
+        writes.outcomes.append(self._outcome(job, "failed", code, reason, None, job.attempts, now, now, None, None))
+        writes.dead_letters.append(DeadLetter(job=job, error_code=code, reason=reason, failed_at=now))
 
     def _outcome(self, job: Job, status: str, code: str | None, reason: str | None, http: int | None, attempts: int,
                  started: float, last: float, batch_id: str | None, size: int | None) -> Outcome:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -74,24 +75,12 @@ def read_topic(broker_url: str, topics: Iterable[str], *, idle_timeout: float = 
     Partitions are assigned directly, not through a consumer group: a reader never waits for a
     group join and never moves anyone's committed offsets.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": "pushstream-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+    consumer = _reader(broker_url)
     try:
         metadata = consumer.list_topics(timeout=10)
-        assignment = [TopicPartition(t, p, OFFSET_BEGINNING)
-                      for t in topics if t in metadata.topics for p in metadata.topics[t].partitions]
-        consumer.assign(assignment)
-        deadline = time.monotonic() + max_wait
-        last = time.monotonic()
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                if time.monotonic() - last > idle_timeout:
-                    return
-                continue
-            if msg.error():
-                continue
-            last = time.monotonic()
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING)
+                         for t in topics if t in metadata.topics for p in metadata.topics[t].partitions])
+        for msg in _until_quiet(consumer, idle_timeout, max_wait):
             yield msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()
     finally:
         consumer.close()
@@ -104,8 +93,7 @@ def read_since(broker_url: str, topic: str, since_ms: int, idle: float = 1.5,
     Reads to quiet rather than to the reported high watermark: the local broker (Tansu) has
     been seen reporting watermarks below records it had already served.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": "pushstream-reader",
-                         "enable.auto.commit": False})
+    consumer = _reader(broker_url)
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         if topic not in metadata.topics:
@@ -114,13 +102,24 @@ def read_since(broker_url: str, topic: str, since_ms: int, idle: float = 1.5,
         starts = consumer.offsets_for_times(parts, timeout=10)
         consumer.assign([tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, OFFSET_END)
                          for tp in starts])
-        deadline = time.monotonic() + timeout
-        last = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - last < idle:
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            last = time.monotonic()
+        for msg in _until_quiet(consumer, idle, timeout):
             yield msg.value()
     finally:
         consumer.close()
+
+
+def _reader(broker_url: str) -> Consumer:
+    return Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": "pushstream-reader",
+                     "enable.auto.commit": False, "enable.partition.eof": False})
+
+
+def _until_quiet(consumer: Consumer, idle: float, max_wait: float) -> Iterator[Any]:
+    """Records from an assigned consumer until none arrives for `idle` seconds (or `max_wait` passes)."""
+    deadline = time.monotonic() + max_wait
+    last = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - last < idle:
+        msg = consumer.poll(0.2)
+        if msg is None or msg.error():
+            continue
+        last = time.monotonic()
+        yield msg
