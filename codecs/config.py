@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from .destinations import REGISTRY, Action, Destination
+from .fields import Validator, compile_validator
 from .fql import Trigger, TriggerError, compile_trigger
 from .mapping import Mapping, MappingError, compile_mapping
 from .secret import secret_hook
@@ -114,6 +115,8 @@ class Subscription:
     batched: bool
     batch_size: int
     preset: bool
+    #: `validate_payload` for this action and batching, compiled once.
+    validate: Validator
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +234,8 @@ def _compile(
         ok = False
     if not ok:
         return None
-    return Subscription(name, action, trigger, mapping, bool(batching), size, preset)
+    return Subscription(name, action, trigger, mapping, bool(batching), size, preset,
+                        compile_validator(action.fields, batch=bool(batching)))
 
 
 def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, errors: list[str]) -> Instance | None:

@@ -15,12 +15,13 @@ in a batch).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .js import UNDEFINED, is_number, js_string
 
-__all__ = ["Field", "PayloadInvalid", "validate_payload", "default_mapping"]
+__all__ = ["Field", "PayloadInvalid", "Validator", "compile_validator", "default_mapping", "validate_payload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,3 +254,76 @@ def validate_payload(payload: dict[str, Any], fields: tuple[Field, ...], *, batc
     if errors:
         raise PayloadInvalid(" ".join(errors))
     return result
+
+
+Validator = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Fast-path value checks: each returns True when the value is already valid as is (no
+# coercion, no format problem), so the general path would keep it unchanged.
+
+
+def _fast_check(f: Field) -> Callable[[Any], bool] | None:
+    types = _schema_types(f)
+    if f.type in ("string", "text", "password"):
+        if f.format == "email":
+            return lambda v: type(v) is str and _EMAIL.match(v) is not None
+        if f.format == "uri":
+            return lambda v: type(v) is str and _URI.match(v) is not None
+        return lambda v: type(v) is str
+    if f.type == "datetime":
+        return lambda v: type(v) is str and _ISO.match(v) is not None
+    if f.type == "number":
+        return lambda v: type(v) is int or type(v) is float
+    if f.type == "integer":
+        return lambda v: type(v) is int
+    if f.type == "boolean":
+        return lambda v: v is True or v is False
+    if f.type == "object" and f.properties is None and "object" in types:
+        return lambda v: type(v) is dict
+    if f.type == "object" and f.properties is not None:
+        subs = {s.name: _fast_check(s) for s in f.properties}
+        required = tuple(s.name for s in f.properties if s.required)
+
+        def check_object(v: Any) -> bool:
+            if type(v) is not dict:
+                return False
+            for k, x in v.items():
+                sub = subs.get(k)
+                if sub is None or not sub(x):
+                    return False  # an unknown, empty or wrong sub-value: the general path decides
+            return all(name in v for name in required)
+
+        return check_object
+    return None
+
+
+def compile_validator(fields: tuple[Field, ...], *, batch: bool) -> Validator:
+    """`validate_payload` for one action, built once: a fast path for payloads that need no
+    coercion and have no problem; anything else takes the general path, so results and
+    messages are the same."""
+    checks: dict[str, tuple[Callable[[Any], bool] | None, bool]] = {
+        f.name: (_fast_check(f), "null" in _schema_types(f)) for f in fields}
+    required = tuple(f.name for f in fields if f.required)
+
+    def validate(payload: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in payload.items():
+            entry = checks.get(k)
+            if entry is None:
+                continue  # unknown keys are dropped
+            if v is None:
+                if entry[1]:
+                    out[k] = None
+                continue  # null for a non-nullable field is an empty value: removed
+            if v == "" and type(v) is str and not batch:
+                continue
+            check = entry[0]
+            if check is None or not check(v):
+                return validate_payload(payload, fields, batch=batch)
+            out[k] = v
+        for name in required:
+            if name not in out:
+                return validate_payload(payload, fields, batch=batch)
+        return out
+
+    return validate

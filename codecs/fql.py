@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .js import UNDEFINED, get_path, is_number, js_string
+from .js import UNDEFINED, is_number, js_string, path_getter
 
 __all__ = ["Trigger", "TriggerError", "compile_trigger"]
 
@@ -353,7 +353,8 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 def _reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
     if head in _TOP_FIELDS:
         return lambda ev: ev.get(head, UNDEFINED)
-    return lambda ev: get_path(ev.get(head, UNDEFINED), path)
+    get = path_getter(path)
+    return lambda ev: get(ev.get(head, UNDEFINED))
 
 
 def _describe(tok: _Tok) -> str:

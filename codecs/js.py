@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ __all__ = [
     "UNDEFINED",
     "Undefined",
     "get_path",
+    "path_getter",
     "is_number",
     "js_string",
     "json_stringify",
@@ -172,3 +174,40 @@ def get_path(obj: Any, keys: tuple[str, ...]) -> Any:
             return obj
         obj = _step(obj, key)
     return obj
+
+
+def path_getter(keys: tuple[str, ...]) -> Callable[[Any], Any]:
+    """`get_path` for one fixed path, built once: walks dicts directly (a dict is always
+    truthy in JS) and leaves every other case to `get_path`."""
+    if not keys:
+        return lambda obj: obj
+    if len(keys) == 1:
+        (k0,) = keys
+
+        def get1(obj: Any) -> Any:
+            if type(obj) is dict:
+                return obj.get(k0, UNDEFINED)
+            return get_path(obj, keys)
+
+        return get1
+    if len(keys) == 2:
+        k0, k1 = keys
+
+        def get2(obj: Any) -> Any:
+            if type(obj) is dict:
+                inner = obj.get(k0, UNDEFINED)
+                if type(inner) is dict:
+                    return inner.get(k1, UNDEFINED)
+            return get_path(obj, keys)
+
+        return get2
+
+    def get_n(obj: Any) -> Any:
+        cur = obj
+        for key in keys:
+            if type(cur) is not dict:
+                return get_path(obj, keys)  # start over on the general path
+            cur = cur.get(key, UNDEFINED)
+        return cur
+
+    return get_n

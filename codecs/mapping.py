@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from .js import UNDEFINED, get_path, is_number, js_string, json_stringify, real_type, split_path, truthy
+from .js import UNDEFINED, get_path, is_number, js_string, json_stringify, path_getter, real_type, split_path, truthy
 
 __all__ = ["Mapping", "MappingError", "MappingRuntimeError", "compile_mapping"]
 
@@ -138,8 +138,7 @@ def _const(value: Any) -> Resolver:
 
 def _path(c: _Compiler, arg: Any, path: str) -> Resolver:
     if isinstance(arg, str):
-        keys = split_path(arg.replace("$.", "", 1))
-        return lambda p: get_path(p, keys)
+        return path_getter(split_path(arg.replace("$.", "", 1)))
     inner = c.string_or_directive(arg, path)
     if inner is None:
         return _const(UNDEFINED)
@@ -310,8 +309,7 @@ def _array_path(c: _Compiler, arg: Any, path: str) -> Resolver:
         return c.error(path, f"should be an array [path, itemShape?] but it is {_article(kind)} {kind}")
     first = arg[0]
     if isinstance(first, str):
-        keys = split_path(first.replace("$.", "", 1))
-        root: Resolver = lambda p: get_path(p, keys)  # noqa: E731
+        root: Resolver = path_getter(split_path(first.replace("$.", "", 1)))
     else:
         inner = c.string_or_directive(first, f"{path}/0")
         if inner is None:

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from .config import Config, Instance
-from .fields import PayloadInvalid, validate_payload
+from .fields import PayloadInvalid
 from .js import truthy
 from .mapping import MappingRuntimeError
 from .records import Job, Outcome
@@ -82,7 +82,7 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
                                            at=now, **common, **coords))
             continue
         try:
-            payload = validate_payload(sub.mapping(tree), sub.action.fields, batch=sub.batched)
+            payload = sub.validate(sub.mapping(tree))
         except (MappingRuntimeError, PayloadInvalid) as exc:
             routed.outcomes.append(Outcome(status="rejected", destination=instance.destination.slug,
                                            error_code="PAYLOAD_VALIDATION_FAILED", reason=str(exc),
