@@ -210,8 +210,21 @@ class _Parser:
             return terms[0]
         preds = tuple(terms)
         if conj is not None and conj.kind == "or":
-            return lambda ev: any(p(ev) for p in preds)
-        return lambda ev: all(p(ev) for p in preds)
+            def any_of(ev: dict[str, Any]) -> bool:
+                for p in preds:
+                    if p(ev):
+                        return True
+                return False
+
+            return any_of
+
+        def all_of(ev: dict[str, Any]) -> bool:
+            for p in preds:
+                if not p(ev):
+                    return False
+            return True
+
+        return all_of
 
     def term(self, depth: int) -> Predicate:
         tok = self.peek()
@@ -368,14 +381,15 @@ def _describe(tok: _Tok) -> str:
 class Trigger:
     """A compiled trigger: call it with the event tree to know whether the event matches."""
 
-    __slots__ = ("text", "_predicate")
+    __slots__ = ("text", "matches")
 
     def __init__(self, text: str, predicate: Predicate) -> None:
         self.text = text
-        self._predicate = predicate
+        #: The predicate itself: the hot path calls it without the `__call__` hop.
+        self.matches = predicate
 
     def __call__(self, event: dict[str, Any]) -> bool:
-        return self._predicate(event)
+        return self.matches(event)
 
     def __repr__(self) -> str:
         return f"Trigger({self.text!r})"

@@ -201,6 +201,19 @@ def path_getter(keys: tuple[str, ...]) -> Callable[[Any], Any]:
             return get_path(obj, keys)
 
         return get2
+    if len(keys) == 3:
+        k0, k1, k2 = keys
+
+        def get3(obj: Any) -> Any:
+            if type(obj) is dict:
+                inner = obj.get(k0, UNDEFINED)
+                if type(inner) is dict:
+                    inner = inner.get(k1, UNDEFINED)
+                    if type(inner) is dict:
+                        return inner.get(k2, UNDEFINED)
+            return get_path(obj, keys)
+
+        return get3
 
     def get_n(obj: Any) -> Any:
         cur = obj

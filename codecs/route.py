@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from .config import Config, Instance
+from .config import Config, Instance, Subscription
 from .fields import PayloadInvalid
 from .js import truthy
 from .mapping import MappingRuntimeError
@@ -68,25 +68,29 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
                                                 mapping="user deletion", action=DELETE_ACTION, payload=payload,
                                                 received_at=now, event=embedded, **coords)))
         return
-    matched = [s for s in instance.subscriptions if s.trigger(tree)]
+    matched = [s for s in instance.subscriptions if s.trigger.matches(tree)]
     if not matched:
         return
     allowed = integrations_allow(header.integrations, instance.integration_keys)
     for sub in matched:
-        common = {"message_id": header.message_id, "instance": instance.name, "action": sub.action.key,
-                  "mapping": sub.name}
         if not allowed:
             routed.outcomes.append(Outcome(status="skipped", destination=instance.destination.slug,
                                            error_code="INTEGRATIONS_DISABLED",
                                            reason="the event's integrations object turns this destination off",
-                                           at=now, **common, **coords))
+                                           at=now, **_names(header.message_id, instance, sub), **coords))
             continue
         try:
             payload = sub.validate(sub.mapping(tree))
         except (MappingRuntimeError, PayloadInvalid) as exc:
             routed.outcomes.append(Outcome(status="rejected", destination=instance.destination.slug,
                                            error_code="PAYLOAD_VALIDATION_FAILED", reason=str(exc),
-                                           at=now, **common, **coords))
+                                           at=now, **_names(header.message_id, instance, sub), **coords))
             continue
-        routed.jobs.append((instance.name, Job(payload=payload, batched=sub.batched, received_at=now, key=event.key,
-                                               event=embedded, **common, **coords)))
+        routed.jobs.append((instance.name, Job(
+            message_id=header.message_id, instance=instance.name, action=sub.action.key, mapping=sub.name,
+            payload=payload, batched=sub.batched, received_at=now, key=event.key, event=embedded,
+            topic=coords["topic"], partition=coords["partition"], offset=coords["offset"])))
+
+
+def _names(message_id: str, instance: Instance, sub: Subscription) -> dict[str, Any]:
+    return {"message_id": message_id, "instance": instance.name, "action": sub.action.key, "mapping": sub.name}
