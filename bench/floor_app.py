@@ -8,8 +8,10 @@ import os
 
 import faust
 
-app = faust.App(
-    "floor", broker=os.environ.get("FLOOR_BROKER", "kafka://127.0.0.1:9092"), value_serializer="raw",
+from pushstream.streams.transport import PushstreamApp
+
+app = PushstreamApp(
+    "floor", fetch_max_wait=0.05, broker=os.environ.get("FLOOR_BROKER", "kafka://127.0.0.1:9092"), value_serializer="raw",
     key_serializer="raw", store="memory://", autodiscover=False, web_enabled=False, topic_disable_leader=True,
     topic_partitions=8, consumer_auto_offset_reset="earliest", broker_session_timeout=6.0,
     broker_heartbeat_interval=1.0, broker_rebalance_timeout=3.0, broker_commit_interval=0.5,

@@ -52,11 +52,18 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     heartbeat_interval: float = 3.0
     rebalance_timeout: float = 30.0
     commit_interval: float = 1.0
+    #: Longest a fetch waits for records. Kafka answers as soon as a record arrives, so this
+    #: only bounds idle polls; a broker that always waits the full time (Tansu) adds it to
+    #: every hop, so the local stack lowers it.
+    fetch_max_wait: float = 0.5
 
 
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_window: float = 1.0
     route_batch: int = 500
+    #: Jobs one deliver step takes (within `batch_window`); they go out as concurrent requests
+    #: of up to each mapping's `batch_size` (100 for Pushwoosh events).
+    deliver_batch: int = 500
     max_event_bytes: int = 32 * 1024
     request_timeout: float = 10.0
     retry_window: float = 4 * 3600.0

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
@@ -34,6 +34,8 @@ from pushstream.codecs.route import route_record
 
 from .dedup import Dedup
 from .deliver import Deliverer, Writes
+from .transport import PushstreamApp
+from .writer import Record, Writer
 
 __all__ = ["create_app"]
 
@@ -44,9 +46,9 @@ RETRY_HOLD_MAX = 5.0  # seconds a retry batch waits for its due time before goin
 def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> faust.App:
     """Build the app for `config`. `transport` replaces the network for every instance (tests)."""
     k = config.kafka
-    app = faust.App(
-        k.app_id, broker=k.broker, value_serializer="raw", key_serializer="raw", store="memory://",
-        autodiscover=False, web_enabled=False, topic_disable_leader=True, topic_partitions=k.partitions,
+    app = PushstreamApp(
+        k.app_id, fetch_max_wait=k.fetch_max_wait, broker=k.broker, value_serializer="raw", key_serializer="raw",
+        store="memory://", autodiscover=False, web_enabled=False, topic_disable_leader=True, topic_partitions=k.partitions,
         consumer_auto_offset_reset="earliest", broker_session_timeout=k.session_timeout,
         broker_heartbeat_interval=k.heartbeat_interval, broker_rebalance_timeout=k.rebalance_timeout,
         broker_request_timeout=max(90.0, k.session_timeout + 5), broker_commit_interval=k.commit_interval,
@@ -57,43 +59,44 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         return app.topic(name, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
 
     inputs = app.topic(*k.input_topics, value_type=bytes, value_serializer="raw", key_serializer="raw")
-    outcomes = topic(config.topic("outcomes"))
-    dead_letters = topic(config.topic("deadletter"))
-    jobs = {i.name: topic(config.topic("jobs", i.name)) for i in config.instances}
-    retries = {i.name: topic(config.topic("retry", i.name)) for i in config.instances}
+    outcomes_topic, dead_letter_topic = config.topic("outcomes"), config.topic("deadletter")
+    job_topics = {i.name: config.topic("jobs", i.name) for i in config.instances}
+    retry_topics = {i.name: config.topic("retry", i.name) for i in config.instances}
+    writer = Writer(k.broker)
     deliverers = {i.name: Deliverer(config, i, transport) for i in config.instances}
     dedup = Dedup(app, config.pipeline.dedup_window, k.partitions)
-    for deliverer in deliverers.values():
-        app.add_dependency(deliverer)
+    for service in (writer, *deliverers.values()):
+        app.add_dependency(service)
 
-    async def write(sends: list[Awaitable[Any]], pending: Sequence[Any] = ()) -> None:
-        """Send, then wait until the broker has every record (and the already-sent `pending`)."""
-        futures = [await s for s in sends] + list(pending)
-        await asyncio.gather(*futures)
-
-    def outcome_send(o: Outcome) -> Awaitable[Any]:
-        return outcomes.send(key=(o.message_id or "").encode(), value=encode(o))
+    def outcome_record(o: Outcome) -> Record:
+        return Record(outcomes_topic, (o.message_id or "").encode(), encode(o))
 
     async def write_delivery(instance: Instance, w: Writes) -> None:
-        sends = [outcome_send(o) for o in w.outcomes]
-        sends += [retries[instance.name].send(key=_key(j), value=encode(j)) for j in w.retries]
-        sends += [dead_letters.send(key=d.job.message_id.encode(), value=encode(d)) for d in w.dead_letters]
-        await write(sends)
+        records = [outcome_record(o) for o in w.outcomes]
+        records += [Record(retry_topics[instance.name], _key(j), encode(j)) for j in w.retries]
+        records += [Record(dead_letter_topic, d.job.message_id.encode(), encode(d)) for d in w.dead_letters]
+        await writer.write(records)
 
     async def deliver_pairs(instance: Instance, pairs: list[tuple[Job, int]]) -> None:
         """Deliver fresh jobs, report duplicates, remember terminal outcomes, write everything."""
-        await dedup.warm_up(k.broker, config.topic("outcomes"), config.pipeline.dedup_lookback)
+        await dedup.warm_up(k.broker, outcomes_topic, config.pipeline.dedup_lookback)
         now = time.time()
         fresh, partitions, duplicates = dedup.split(pairs, now)
         writes = await deliverers[instance.name].deliver(fresh)
         writes.outcomes.extend(duplicates)
         await write_delivery(instance, writes)
-        # The dedup entry only after its outcome is safe (see dedup.py for the crash in between).
-        await write([], dedup.remember(writes.outcomes, partitions, time.time()))
+        # Dedup entries only once their outcomes are safe: an entry without its outcome would
+        # turn a redelivered job into a `duplicate` that never had a terminal outcome.
+        await writer.write(dedup.remember(writes.outcomes, partitions, time.time()))
+
+    @app.task
+    async def warm_dedup() -> None:
+        """Start reading recent outcomes at once, not when the first batch is waiting for them."""
+        await dedup.warm_up(k.broker, outcomes_topic, config.pipeline.dedup_lookback)
 
     @app.timer(interval=60.0)
     async def expire_dedup() -> None:
-        dedup.expire()
+        await writer.write(dedup.expire())
 
     # Agents -------------------------------------------------------------------------------
 
@@ -103,14 +106,15 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         async for events in stream.take_events(config.pipeline.route_batch, within=0.05):
             async with _or_exit("route"):
                 now = time.time()
-                sends: list[Awaitable[Any]] = []
+                records: list[Record] = []
                 for ev in events:
-                    sends += _route_one(ev, config, now, jobs, outcome_send)
-                await write(sends)
+                    records += _route_one(ev, config, now, job_topics, outcome_record)
+                await writer.write(records)
 
     async def deliver(instance: Instance, stream: faust.StreamT[bytes]) -> None:
-        """Deliver fresh jobs of one instance, up to 100 per batch window."""
-        async for events in stream.take_events(100, within=config.pipeline.batch_window):
+        """Deliver fresh jobs of one instance: up to `deliver_batch` per batch window, sent as
+        requests of up to each mapping's batch size."""
+        async for events in stream.take_events(config.pipeline.deliver_batch, within=config.pipeline.batch_window):
             async with _or_exit(f"deliver-{instance.name}"):
                 await deliver_pairs(instance, _decode_jobs(events))
 
@@ -133,26 +137,26 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
                     await deliver_pairs(instance, ready)
 
     for inst in config.instances:
-        app.agent(jobs[inst.name], name=f"deliver-{inst.name}", concurrency=1)(
+        app.agent(topic(job_topics[inst.name]), name=f"deliver-{inst.name}", concurrency=1)(
             _named(partial(deliver, inst), f"deliver_{inst.name}"))
-        app.agent(retries[inst.name], name=f"retry-{inst.name}", concurrency=1)(
+        app.agent(topic(retry_topics[inst.name]), name=f"retry-{inst.name}", concurrency=1)(
             _named(partial(retry, inst), f"retry_{inst.name}"))
     return app
 
 
-def _route_one(ev: Any, config: Config, now: float, jobs: dict[str, faust.TopicT],
-               outcome_send: Callable[[Outcome], Awaitable[Any]]) -> list[Awaitable[Any]]:
+def _route_one(ev: Any, config: Config, now: float, job_topics: dict[str, str],
+               outcome_record: Callable[[Outcome], Record]) -> list[Record]:
     msg = ev.message
     try:
         routed = route_record(ev.value or b"", msg.topic, msg.partition, msg.offset, config, now)
     except Exception as exc:  # a bug in routing must cost one outcome, not the stream
         log.exception("routing failed topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)
-        return [outcome_send(Outcome(message_id=None, status="invalid", error_code="ROUTE_FAILED",
-                                     reason=f"internal error while routing: {type(exc).__name__}", at=now,
-                                     topic=msg.topic, partition=msg.partition, offset=msg.offset))]
-    sends = [jobs[name].send(key=_key(job), value=encode(job)) for name, job in routed.jobs]
-    sends += [outcome_send(o) for o in routed.outcomes]
-    return sends
+        return [outcome_record(Outcome(message_id=None, status="invalid", error_code="ROUTE_FAILED",
+                                       reason=f"internal error while routing: {type(exc).__name__}", at=now,
+                                       topic=msg.topic, partition=msg.partition, offset=msg.offset))]
+    records = [Record(job_topics[name], _key(job), encode(job)) for name, job in routed.jobs]
+    records += [outcome_record(o) for o in routed.outcomes]
+    return records
 
 
 @contextlib.asynccontextmanager

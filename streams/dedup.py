@@ -17,14 +17,17 @@ Faust's "current event" is whichever record the buffer read last, not the job at
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Any
+
 import faust
 import msgspec
-
 from pushstream.codecs.records import Job, Outcome, decode_outcome
 
 from .kafka import read_since
+from .writer import Record
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Dedup", "dedup_key"]
 
@@ -46,9 +49,11 @@ class Dedup:
         self.window = window
         self.recent: dict[str, float] = {}
         self._warm: asyncio.Task[None] | None = None
-        # Values are "<unix time>:<changelog partition>" strings (str types use the raw codec).
+        # Values are "<unix time>:<changelog partition>" strings.
         self.table = app.Table("delivered", default=None, partitions=partitions, key_type=str, value_type=str,
                                help="dedup of delivered jobs")
+        #: Entries are written by the pipeline's writer, straight to the table's changelog topic.
+        self.changelog = self.table.changelog_topic.get_topic_name()
 
     def split(self, pairs: list[tuple[Job, int]], now: float) -> tuple[list[Job], dict[str, int], list[Outcome]]:
         """Separate fresh jobs from duplicates (seen before, or twice in this batch).
@@ -73,12 +78,10 @@ class Dedup:
             partitions[key] = partition
         return fresh, partitions, duplicates
 
-    def remember(self, outcomes: list[Outcome], partitions: dict[str, int], now: float) -> list[Any]:
-        """Record delivered/rejected outcomes on their job's changelog partition.
-
-        Returns the changelog sends, to be awaited with the outcomes before the batch is acked.
-        """
-        futures = []
+    def remember(self, outcomes: list[Outcome], partitions: dict[str, int], now: float) -> list[Record]:
+        """Record delivered/rejected outcomes; returns their changelog records (on the job's
+        partition), which the caller writes after the outcomes and before the batch is acked."""
+        records = []
         for outcome in outcomes:
             if outcome.status not in REMEMBERED:
                 continue
@@ -88,8 +91,8 @@ class Dedup:
                 continue
             value = f"{now:.3f}:{partition}"
             self.table.data[key] = value
-            futures.append(self.table.send_changelog(partition, key, value))
-        return futures
+            records.append(self._changelog_record(key, value, partition))
+        return records
 
     async def warm_up(self, broker: str, outcomes_topic: str, lookback: float) -> None:
         """Once per process: load delivered/rejected outcomes of the last `lookback` seconds."""
@@ -98,22 +101,31 @@ class Dedup:
         await self._warm
 
     def _read_recent(self, broker: str, topic: str, lookback: float) -> None:
-        since_ms = int((time.time() - lookback) * 1000)
-        for value in read_since(broker, topic, since_ms):
+        started = time.time()
+        count = 0
+        for value in read_since(broker, topic, int((started - lookback) * 1000)):
             try:
                 outcome = decode_outcome(value)
             except msgspec.DecodeError:
                 continue
             if outcome.status in REMEMBERED:
                 self.recent[dedup_key(outcome)] = outcome.at
+                count += 1
+        log.info("dedup warm-up: %d delivered/rejected outcomes of the last %.0f s read in %.2f s",
+                 count, lookback, time.time() - started)
 
-    def expire(self, now: float | None = None) -> int:
-        """Forget entries older than the window (tombstones keep the changelog small)."""
+    def expire(self, now: float | None = None) -> list[Record]:
+        """Forget entries older than the window; returns the tombstones for the changelog."""
         cutoff = (now or time.time()) - self.window
         old = [(k, int(v.rsplit(":", 1)[1])) for k, v in list(self.table.data.items()) if v and _when(v) < cutoff]
-        for key, partition in old:
+        for key, _ in old:
             del self.table.data[key]
-            self.table.send_changelog(partition, key, None)
         for key in [k for k, at in self.recent.items() if at < cutoff]:
             del self.recent[key]
-        return len(old)
+        return [self._changelog_record(key, None, partition) for key, partition in old]
+
+    def _changelog_record(self, key: str, value: str | None, partition: int) -> Record:
+        """A changelog record serialized as Faust would, so table recovery reads it back."""
+        topic = self.table.changelog_topic
+        raw_value = None if value is None else topic.prepare_value(value, None)[0]
+        return Record(self.changelog, topic.prepare_key(key, None)[0], raw_value, partition)

@@ -81,6 +81,10 @@ class Deliverer(mode.Service):
             self._fail(writes, job, "MAPPING_REMOVED",
                        f"mapping {job.mapping!r} ({job.action}) is no longer configured", now)
         await asyncio.gather(*(self._send_plan(plan, writes) for plan in plans))
+        if plans:  # one line per batch: a line per request cost more than the request itself
+            log.info("instance=%s requests=%d events=%d outcomes=%d retries=%d dead_letters=%d elapsed_ms=%.1f",
+                     self.instance.name, len(plans), len(jobs), len(writes.outcomes), len(writes.retries),
+                     len(writes.dead_letters), (time.time() - now) * 1000)
         return writes
 
     async def _send_plan(self, plan: PlannedRequest, writes: Writes) -> None:
@@ -128,8 +132,9 @@ class Deliverer(mode.Service):
             else:
                 assert isinstance(error, RetryableError)
                 self._retry_or_fail(writes, job, error, tries, started, last, batch_id, size)
-        log.info("instance=%s requests=1 events=%d status=%s elapsed_ms=%.1f", self.instance.name,
-                 len(plan.jobs), "ok" if error is None else error.code, (last - first) * 1000)
+        if error is not None:
+            log.warning("instance=%s request failed: events=%d attempts=%d code=%s status=%s elapsed_ms=%.1f",
+                        self.instance.name, len(plan.jobs), attempts, error.code, error.status, (last - first) * 1000)
 
     def _retry_or_fail(self, writes: Writes, job: Job, error: RetryableError, tries: int, started: float,
                        last: float, batch_id: str | None, size: int | None) -> None:

@@ -13,6 +13,7 @@ Retry rules are Segment's (errors.ts: "4xx errors are not automatically retried,
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from dataclasses import dataclass
 
@@ -104,6 +105,9 @@ class DestinationClient:
     def __init__(self, instance: Instance, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
         dest = instance.destination
         self.instance = instance
+        # httpx logs every request at INFO; at thousands of requests a second that line costs
+        # more than the request. Deliverer logs one line per batch instead.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self._client = httpx.AsyncClient(
             base_url=dest.base_url(instance.settings),
             headers={**dest.auth_headers(instance.settings), "user-agent": USER_AGENT},

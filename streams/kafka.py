@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pushstream.codecs.config import Config
@@ -61,8 +61,10 @@ def create_topics(broker_url: str, names: list[str], partitions: int, timeout: f
 
 
 def make_producer(broker_url: str, **extra: object) -> Producer:
+    # murmur2_random: the Java client's (and aiokafka's) partitioner, so a key lands on the
+    # same partition whoever writes it.
     conf: dict[str, object] = {"bootstrap.servers": bootstrap(broker_url), "linger.ms": 5,
-                               "enable.idempotence": False, "acks": "all"}
+                               "enable.idempotence": False, "acks": "all", "partitioner": "murmur2_random"}
     conf.update(extra)
     return Producer(conf)
 
@@ -86,14 +88,14 @@ def read_topic(broker_url: str, topics: Iterable[str], *, idle_timeout: float = 
         consumer.close()
 
 
-def read_since(broker_url: str, topic: str, since_ms: int, idle: float = 1.5,
-               timeout: float = 60.0) -> Iterator[bytes]:
-    """Values of `topic` written at or after `since_ms` (unix ms), until none arrives for `idle` s.
+def read_since(broker_url: str, topic: str, since_ms: int, timeout: float = 60.0) -> Iterator[bytes]:
+    """Values of `topic` written at or after `since_ms` (unix ms), up to the end of every partition.
 
-    Reads to quiet rather than to the reported high watermark: the local broker (Tansu) has
-    been seen reporting watermarks below records it had already served.
+    The end is where the broker's fetch responses put it (librdkafka's partition EOF), not the
+    ListOffsets answer: the local broker (Tansu) answers that with the start of the last
+    record batch, below records it has already served.
     """
-    consumer = _reader(broker_url)
+    consumer = _reader(broker_url, eof=True)
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         if topic not in metadata.topics:
@@ -102,15 +104,24 @@ def read_since(broker_url: str, topic: str, since_ms: int, idle: float = 1.5,
         starts = consumer.offsets_for_times(parts, timeout=10)
         consumer.assign([tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, OFFSET_END)
                          for tp in starts])
-        for msg in _until_quiet(consumer, idle, timeout):
+        open_partitions = {tp.partition for tp in starts}
+        deadline = time.monotonic() + timeout
+        while open_partitions and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    open_partitions.discard(msg.partition())
+                continue
             yield msg.value()
     finally:
         consumer.close()
 
 
-def _reader(broker_url: str) -> Consumer:
+def _reader(broker_url: str, eof: bool = False) -> Consumer:
     return Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": "pushstream-reader",
-                     "enable.auto.commit": False, "enable.partition.eof": False})
+                     "enable.auto.commit": False, "enable.partition.eof": eof})
 
 
 def _until_quiet(consumer: Consumer, idle: float, max_wait: float) -> Iterator[Any]:

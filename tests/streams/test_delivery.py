@@ -125,6 +125,37 @@ def test_malformed_records_mixed_into_valid_traffic(stack: Stack, prefix: str) -
     assert len(delivered) == 1000 and {o["status"] for o in delivered} == {"delivered"}
 
 
+def test_a_redelivered_event_is_not_sent_twice_even_after_a_restart(broker: LocalBroker, sandbox: SandboxClient,
+                                                                     workdir: Path, prefix: str) -> None:
+    """Same messageIds produced again: `duplicate`, not sent. After a restart with the outcome
+    warm-up turned off (dedup_lookback = 0), only the Faust table's changelog can know them."""
+    text = local_config(broker.url, sandbox.url, prefix="dedup", app_id="pushstream-dedup",
+                        input_topic="dedup-events", partitions=4, batch_window=0.2,
+                        extra_pipeline="dedup_lookback = 0.0")
+    text = text.split("[[destinations]]\nname = \"xtremepush-sandbox\"")[0]  # Pushwoosh only
+    stack = launch(text, "dedup", sandbox, workdir)
+    events = _events(prefix, 300, "none")
+    mine = _mine(prefix)
+    try:
+        stack.produce(events)
+        first = stack.outcomes.wait(mine, 300, timeout=60, settle=0)
+        assert {o["status"] for o in first} == {"delivered"}
+        stack.produce(events[:100])
+        again = stack.outcomes.wait(mine, 400, timeout=60)[300:]
+        assert len(again) == 100 and {o["status"] for o in again} == {"duplicate"}
+        stack.worker.stop()
+        stack.worker = start_worker(workdir, workdir / "dedup.toml", local_env(), name="dedup-2")
+        stack.produce(events)
+        after = stack.outcomes.wait(mine, 700, timeout=90)[400:]
+        assert len(after) == 300 and {o["status"] for o in after} == {"duplicate"}, collections.Counter(
+            o["status"] for o in after)
+        sent = collections.Counter(e["attributes"]["i"] for r in sandbox.requests(POST_EVENTS)
+                                   for e in r["body"]["events"] if e["user_id"].startswith(prefix))
+        assert len(sent) == 300 and set(sent.values()) == {1}
+    finally:
+        close(stack)
+
+
 @pytest.mark.crash
 def test_kill_9_mid_stream_loses_nothing(broker: LocalBroker, sandbox: SandboxClient, workdir: Path,
                                          prefix: str) -> None:
