@@ -34,7 +34,7 @@ from pushstream.codecs.route import route_record
 
 from .dedup import Dedup
 from .deliver import Deliverer, Writes
-from .transport import PushstreamApp
+from .transport import PushstreamApp, StallWatch
 from .writer import Record, Writer
 
 __all__ = ["create_app"]
@@ -93,6 +93,12 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     async def warm_dedup() -> None:
         """Start reading recent outcomes at once, not when the first batch is waiting for them."""
         await dedup.warm_up(k.broker, outcomes_topic, config.pipeline.dedup_lookback)
+
+    watch = StallWatch(app, {*k.input_topics, *job_topics.values(), *retry_topics.values()})
+
+    @app.timer(interval=5.0)
+    async def watch_partitions() -> None:
+        await watch.check(time.time())
 
     @app.timer(interval=60.0)
     async def expire_dedup() -> None:

@@ -51,3 +51,53 @@ class PushstreamApp(faust.App):
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)
+
+
+class StallWatch:
+    """Finds source partitions that stopped moving while records wait, and re-reads them.
+
+    Seen on restarts (tests, Tansu): Faust's drain loop can drop fetched records when a
+    rebalance suspends flow mid-drain (`Consumer._drain_messages` records the read offset even
+    when the delivery to the stream was cut short), so a partition's next records are never
+    delivered and its committed offset never moves. A partition counts as stalled when, for
+    `after` seconds, neither its committed nor its read offset moved although the broker's
+    fetch responses report records past the committed one. It is then sought back to its committed
+    offset: records after it are read again, and dedup turns any already delivered into
+    `duplicate` outcomes.
+    """
+
+    def __init__(self, app: faust.App, topics: set[str], after: float = 45.0) -> None:
+        self.app = app
+        self.topics = topics
+        self.after = after
+        self._seen: dict[Any, tuple[Any, float]] = {}
+
+    async def check(self, now: float) -> list[Any]:
+        """Re-read stalled partitions; returns them."""
+        app, consumer = self.app, self.app.consumer
+        if app.rebalancing or app.in_recovery:
+            self._seen.clear()
+            return []
+        stalled = []
+        for tp in consumer.assignment():
+            if tp.topic not in self.topics:
+                continue
+            committed = consumer._committed_offset.get(tp)
+            read = consumer._read_offset.get(tp)
+            highwater = consumer.highwater(tp)
+            state = (committed, read)
+            previous = self._seen.get(tp)
+            if previous is None or previous[0] != state:
+                self._seen[tp] = (state, now)
+                continue
+            # Not `read`: a dropped record moves the read offset on, so only the committed offset
+            # shows that records past it were never processed.
+            behind = highwater is not None and highwater > (committed or 0)
+            if behind and now - previous[1] >= self.after:
+                log.warning("partition %s:%s stalled for %.0f s (committed=%s read=%s highwater=%s); re-reading "
+                            "from the committed offset", tp.topic, tp.partition, now - previous[1], committed, read,
+                            highwater)
+                await consumer.seek(tp, committed or 0)
+                self._seen[tp] = (state, now)
+                stalled.append(tp)
+        return stalled
