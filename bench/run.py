@@ -117,8 +117,10 @@ class OutcomeCounter:
     """Counts records on a topic (from the beginning) in a background thread."""
 
     def __init__(self, broker: str, topic: str) -> None:
+        # fetch.wait.max.ms: Tansu holds every fetch for the full wait (500 ms by default), which
+        # would be added to every latency this counter measures.
         self.consumer = Consumer({"bootstrap.servers": bootstrap(broker), "group.id": "bench",
-                                  "enable.auto.commit": False, "log_level": 0})
+                                  "enable.auto.commit": False, "log_level": 0, "fetch.wait.max.ms": 10})
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         self.values: list[tuple[float, bytes]] = []

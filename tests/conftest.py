@@ -74,8 +74,9 @@ class OutcomeReader:
     """A long-lived reader of the outcome topic (partitions assigned, no consumer group)."""
 
     def __init__(self, config: Config) -> None:
+        # Tansu holds a fetch for the full fetch.wait.max.ms (500 ms by default).
         self.consumer = Consumer({"bootstrap.servers": bootstrap(config.kafka.broker), "group.id": "tests",
-                                  "enable.auto.commit": False, "log_level": 0})
+                                  "enable.auto.commit": False, "log_level": 0, "fetch.wait.max.ms": 50})
         topic = config.topic("outcomes")
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
