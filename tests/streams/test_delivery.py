@@ -160,7 +160,7 @@ def test_a_redelivered_event_is_not_sent_twice_even_after_a_restart(broker: Loca
 def test_kill_9_mid_stream_loses_nothing(broker: LocalBroker, sandbox: SandboxClient, workdir: Path,
                                          prefix: str) -> None:
     """Opt-in (-m crash). Run alone it passes (8 of 8). In the full suite (more workers on the
-    same Tansu broker) it passed 3 of 5 runs on 2026-11-23 (it failed 4 of 4 before the writer
+    same Tansu broker) it passed 4 of 6 runs on 2026-11-23 (it failed 4 of 4 before the writer
     and fetch changes): the restarted worker leaves a contiguous run of one jobs partition
     undelivered above the committed offset (see _diagnose). Suspect: Faust's drain loop records
     a read offset for a record whose delivery a rebalance cut short. StallWatch should re-read
