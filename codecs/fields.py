@@ -263,7 +263,6 @@ Validator = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def _fast_check(f: Field) -> Callable[[Any], bool] | None:
-    types = _schema_types(f)
     if f.type in ("string", "text", "password"):
         if f.format == "email":
             return lambda v: type(v) is str and _EMAIL.match(v) is not None
@@ -278,7 +277,7 @@ def _fast_check(f: Field) -> Callable[[Any], bool] | None:
         return lambda v: type(v) is int
     if f.type == "boolean":
         return lambda v: v is True or v is False
-    if f.type == "object" and f.properties is None and "object" in types:
+    if f.type == "object" and f.properties is None:
         return lambda v: type(v) is dict
     if f.type == "object" and f.properties is not None:
         subs = {s.name: _fast_check(s) for s in f.properties}

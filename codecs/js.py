@@ -178,7 +178,8 @@ def get_path(obj: Any, keys: tuple[str, ...]) -> Any:
 
 def path_getter(keys: tuple[str, ...]) -> Callable[[Any], Any]:
     """`get_path` for one fixed path, built once: walks dicts directly (a dict is always
-    truthy in JS) and leaves every other case to `get_path`."""
+    truthy in JS) and leaves every other case to `get_path`. (Unrolled two- and three-key
+    versions measured no faster than the loop.)"""
     if not keys:
         return lambda obj: obj
     if len(keys) == 1:
@@ -190,30 +191,6 @@ def path_getter(keys: tuple[str, ...]) -> Callable[[Any], Any]:
             return get_path(obj, keys)
 
         return get1
-    if len(keys) == 2:
-        k0, k1 = keys
-
-        def get2(obj: Any) -> Any:
-            if type(obj) is dict:
-                inner = obj.get(k0, UNDEFINED)
-                if type(inner) is dict:
-                    return inner.get(k1, UNDEFINED)
-            return get_path(obj, keys)
-
-        return get2
-    if len(keys) == 3:
-        k0, k1, k2 = keys
-
-        def get3(obj: Any) -> Any:
-            if type(obj) is dict:
-                inner = obj.get(k0, UNDEFINED)
-                if type(inner) is dict:
-                    inner = inner.get(k1, UNDEFINED)
-                    if type(inner) is dict:
-                        return inner.get(k2, UNDEFINED)
-            return get_path(obj, keys)
-
-        return get3
 
     def get_n(obj: Any) -> Any:
         cur = obj
