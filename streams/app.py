@@ -73,7 +73,7 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
     async def write_delivery(instance: Instance, w: Writes) -> None:
         records = [outcome_record(o) for o in w.outcomes]
-        records += [Record(retry_topics[instance.name], _key(j), encode(j)) for j in w.retries]
+        records += [_job_record(retry_topics[instance.name], j) for j in w.retries]
         records += [Record(dead_letter_topic, d.job.message_id.encode(), encode(d)) for d in w.dead_letters]
         await writer.write(records)
 
@@ -160,7 +160,7 @@ def _route_one(ev: Any, config: Config, now: float, job_topics: dict[str, str],
         return [outcome_record(Outcome(message_id=None, status="invalid", error_code="ROUTE_FAILED",
                                        reason=f"internal error while routing: {type(exc).__name__}", at=now,
                                        topic=msg.topic, partition=msg.partition, offset=msg.offset))]
-    records = [Record(job_topics[name], _key(job), encode(job)) for name, job in routed.jobs]
+    records = [_job_record(job_topics[name], job) for name, job in routed.jobs]
     records += [outcome_record(o) for o in routed.outcomes]
     return records
 
@@ -179,9 +179,9 @@ async def _or_exit(agent: str) -> AsyncIterator[None]:
         os._exit(70)
 
 
-def _key(job: Job) -> bytes | None:
+def _job_record(topic: str, job: Job) -> Record:
     """Jobs and their retries are keyed by user: per-user order, and a stable dedup partition."""
-    return job.key.encode() if job.key else None
+    return Record(topic, job.key.encode() if job.key else None, encode(job))
 
 
 def _decode_jobs(events: list[Any]) -> list[tuple[Job, int]]:

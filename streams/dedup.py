@@ -22,6 +22,7 @@ import time
 
 import faust
 import msgspec
+
 from pushstream.codecs.records import Job, Outcome, decode_outcome
 
 from .kafka import read_since

@@ -14,7 +14,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pushstream.codecs.config import Config
 
-__all__ = ["bootstrap", "create_topics", "ensure_topics", "make_producer", "pipeline_topics", "read_topic"]
+__all__ = ["bootstrap", "create_topics", "ensure_topics", "make_producer", "make_reader", "pipeline_topics",
+           "read_since", "read_topic"]
 
 
 def bootstrap(broker_url: str) -> str:
@@ -119,9 +120,21 @@ def read_since(broker_url: str, topic: str, since_ms: int, timeout: float = 60.0
         consumer.close()
 
 
+def make_reader(broker_url: str, group_id: str = "pushstream-reader", **extra: object) -> Consumer:
+    """A consumer for reading topics by assignment: no auto commit, and short fetch waits.
+
+    fetch.wait.max.ms: Kafka answers a fetch as soon as records arrive, but the local broker
+    (Tansu) holds every fetch for the full wait (500 ms by default), which a reader would add
+    to everything it reads or measures.
+    """
+    conf: dict[str, object] = {"bootstrap.servers": bootstrap(broker_url), "group.id": group_id,
+                               "enable.auto.commit": False, "fetch.wait.max.ms": 50}
+    conf.update(extra)
+    return Consumer(conf)
+
+
 def _reader(broker_url: str, eof: bool = False) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap(broker_url), "group.id": "pushstream-reader",
-                     "enable.auto.commit": False, "enable.partition.eof": eof})
+    return make_reader(broker_url, **{"enable.partition.eof": eof})
 
 
 def _until_quiet(consumer: Consumer, idle: float, max_wait: float) -> Iterator[Any]:

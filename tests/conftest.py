@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from pushstream.codecs.config import Config, load_config
 from pushstream.streams.broker import LocalBroker, start_broker
 from pushstream.streams.cli import produce_lines
-from pushstream.streams.kafka import bootstrap, ensure_topics
+from pushstream.streams.kafka import ensure_topics, make_reader
 from pushstream.streams.stack import Proc, local_config, local_env, start_sandbox, start_worker
 
 EXTRA_DESTINATIONS = """
@@ -74,9 +74,7 @@ class OutcomeReader:
     """A long-lived reader of the outcome topic (partitions assigned, no consumer group)."""
 
     def __init__(self, config: Config) -> None:
-        # Tansu holds a fetch for the full fetch.wait.max.ms (500 ms by default).
-        self.consumer = Consumer({"bootstrap.servers": bootstrap(config.kafka.broker), "group.id": "tests",
-                                  "enable.auto.commit": False, "log_level": 0, "fetch.wait.max.ms": 50})
+        self.consumer = make_reader(config.kafka.broker, "tests", log_level=0)
         topic = config.topic("outcomes")
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
