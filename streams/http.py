@@ -23,6 +23,8 @@ import msgspec
 from pushstream.codecs.config import Instance
 from pushstream.codecs.destinations import HttpRequest
 
+from .aiohttp_transport import AiohttpTransport
+
 __all__ = ["AuthError", "DeliveryError", "DestinationClient", "PermanentError", "Response", "RetryableError",
            "classify", "parse_retry_after"]
 
@@ -112,9 +114,7 @@ class DestinationClient:
             base_url=dest.base_url(instance.settings),
             headers={**dest.auth_headers(instance.settings), "user-agent": USER_AGENT},
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=instance.max_connections,
-                                max_keepalive_connections=instance.max_connections),
-            transport=transport,
+            transport=transport or AiohttpTransport(instance.max_connections),
         )
 
     async def send(self, request: HttpRequest) -> Response:
