@@ -193,7 +193,9 @@ def test_kill_9_mid_stream_loses_nothing(broker: LocalBroker, sandbox: SandboxCl
         recovered = max(o["at"] for o in terminal) - killed_at
         print(f"\nkill -9: all 5000 with one terminal outcome; {twice} events sent twice, "
               f"{duplicates} duplicate outcomes, done {recovered:.1f}s after the kill")
-        assert twice <= 100  # at most the one batch that was in flight
+        # At most the one delivery step that was in flight: up to `deliver_batch` jobs, sent as
+        # concurrent requests of up to 100 (seen: 0 and 500 on 2026-11-23).
+        assert twice <= stack.config.pipeline.deliver_batch
     finally:
         close(stack)
 
