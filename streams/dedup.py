@@ -35,6 +35,9 @@ __all__ = ["Dedup", "dedup_key"]
 REMEMBERED = frozenset({"delivered", "rejected"})
 
 
+_json = msgspec.json.encode
+
+
 def _when(entry: str) -> float:
     return float(entry.rsplit(":", 1)[0])
 
@@ -126,7 +129,7 @@ class Dedup:
         return [self._changelog_record(key, None, partition) for key, partition in old]
 
     def _changelog_record(self, key: str, value: str | None, partition: int) -> Record:
-        """A changelog record serialized as Faust would, so table recovery reads it back."""
-        topic = self.table.changelog_topic
-        raw_value = None if value is None else topic.prepare_value(value, None)[0]
-        return Record(self.changelog, topic.prepare_key(key, None)[0], raw_value, partition)
+        """A changelog record the table's recovery reads back: Faust serializes a table's str keys
+        and values as JSON strings. msgspec, not `changelog_topic.prepare_key`: Faust's serializer
+        stack cost ~20 us per record, the largest line of `remember` in the e2e profile."""
+        return Record(self.changelog, _json(key), None if value is None else _json(value), partition)
