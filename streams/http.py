@@ -116,13 +116,22 @@ class DestinationClient:
             timeout=httpx.Timeout(timeout),
             transport=transport or AiohttpTransport(instance.max_connections),
         )
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _url(self, path: str) -> httpx.URL:
+        # httpx parses a str URL on every request (~7% of a request's CPU); a parsed absolute URL
+        # is used as is. Joined as httpx joins base_url and a relative path.
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(str(self._client.base_url).rstrip("/") + "/" + path.lstrip("/"))
+        return url
 
     async def send(self, request: HttpRequest) -> Response:
         """Send one request; returns the 2xx response or raises a DeliveryError."""
         started = time.perf_counter()
         try:
             response = await self._client.request(
-                request.method, request.path, content=msgspec.json.encode(request.body),
+                request.method, self._url(request.path), content=msgspec.json.encode(request.body),
                 headers={"content-type": "application/json"})
         except httpx.TimeoutException as exc:
             raise RetryableError(f"timed out: {type(exc).__name__}", code="REQUEST_TIMEOUT") from None

@@ -123,3 +123,10 @@ def test_credential_check_command_accepts_and_refuses() -> None:
         assert not ok and "no credential check endpoint" in text
 
     _run(body)
+
+
+@pytest.mark.parametrize("base", ["http://h:1", "http://h:1/", "https://h/prefix", "https://h/prefix/"])
+def test_cached_request_urls_join_as_httpx_joins_base_url_and_path(base: str) -> None:
+    client = DestinationClient(_config(base).instance("xp"), 1.0)
+    for path in ("/api/integration/segment/delete", "api/x", "/"):
+        assert client._url(path) == client._client.build_request("POST", path).url
