@@ -109,7 +109,7 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     @app.agent(inputs, name="route", concurrency=1)
     async def route(stream: faust.StreamT[bytes]) -> None:
         """Decode, filter and map input records into jobs and outcomes."""
-        async for events in stream.take_events(config.pipeline.route_batch, within=0.05):
+        async for events in stream.take_events(config.pipeline.route_batch, within=0.02):
             async with _or_exit("route"):
                 now = time.time()
                 records: list[Record] = []
@@ -119,10 +119,29 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
     async def deliver(instance: Instance, stream: faust.StreamT[bytes]) -> None:
         """Deliver fresh jobs of one instance: up to `deliver_batch` per batch window, sent as
-        requests of up to each mapping's batch size."""
-        async for events in stream.take_events(config.pipeline.deliver_batch, within=config.pipeline.batch_window):
-            async with _or_exit(f"deliver-{instance.name}"):
+        requests of up to each mapping's batch size.
+
+        A batch is delivered while the next one fills (`take_events` would start the next
+        window only after the delivery: an event could wait a delivery, a window and its own
+        delivery). One batch at a time is in flight, so dedup and per-user order see batches
+        in sequence; each event is acked only after its outcome or retry is written."""
+        name = f"deliver-{instance.name}"
+        in_flight: asyncio.Future[None] | None = None
+
+        async def deliver_then_ack(events: list[Any]) -> None:
+            async with _or_exit(name):
                 await deliver_pairs(instance, _decode_jobs(events))
+                for event in events:
+                    await stream.ack(event)
+
+        try:
+            async for events in stream.noack_take(config.pipeline.deliver_batch, within=config.pipeline.batch_window):
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(deliver_then_ack(list(events)))
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()  # unacked: its events are read again after the restart
 
     async def retry(instance: Instance, stream: faust.StreamT[bytes]) -> None:
         """Re-deliver jobs whose due time has come; put the others back on the retry topic."""

@@ -37,7 +37,7 @@ session_timeout = 6.0
 heartbeat_interval = 1.0
 rebalance_timeout = 3.0
 commit_interval = 0.5
-fetch_max_wait = 0.05
+fetch_max_wait = 0.02
 
 [pipeline]
 batch_window = {batch_window}
