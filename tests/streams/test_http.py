@@ -130,3 +130,33 @@ def test_cached_request_urls_join_as_httpx_joins_base_url_and_path(base: str) ->
     client = DestinationClient(_config(base).instance("xp"), 1.0)
     for path in ("/api/integration/segment/delete", "api/x", "/"):
         assert client._url(path) == client._client.build_request("POST", path).url
+
+
+def test_a_cookie_set_by_a_destination_is_not_sent_back() -> None:
+    """As Segment's requests: no cookie jar carries state from one delivery to the next."""
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        response = web.json_response({"status_code": 200})
+        response.set_cookie("session", "abc")
+        return response
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            inst = _config(f"http://127.0.0.1:{port}").instance("pw")
+            client = DestinationClient(inst, 5)
+            for _ in range(2):
+                await client.send(inst.destination.delete_user(inst.settings, "u1", "a1"))
+            await client.aclose()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    assert seen == [None, None]
