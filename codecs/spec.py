@@ -19,39 +19,38 @@ Obj = dict[str, Any]
 
 
 class _Base(msgspec.Struct, tag_field="type", rename="camel", kw_only=True, frozen=True):
-    """Fields common to every call. Unknown fields are ignored here (they stay in the tree)."""
+    """Fields common to every call. Unknown fields are ignored here (they stay in the tree).
+
+    The object-valued fields mappings read (`context`, `properties`, `traits`) are not decoded
+    a second time into the header: `OBJECT_FIELDS` checks their type on the tree, with the
+    message msgspec gives. (Building them twice was ~7% of the transform stage.)"""
 
     message_id: str
     user_id: str | None = None
     anonymous_id: str | None = None
     timestamp: str | int | float | None = None
-    context: Obj | None = None
     integrations: Obj | None = None
 
 
 class Track(_Base, tag="track"):
     event: str
-    properties: Obj | None = None
 
 
 class Page(_Base, tag="page"):
     name: str | None = None
     category: str | None = None
-    properties: Obj | None = None
 
 
 class Screen(_Base, tag="screen"):
     name: str | None = None
-    properties: Obj | None = None
 
 
 class Identify(_Base, tag="identify"):
-    traits: Obj | None = None
+    pass
 
 
 class Group(_Base, tag="group"):
     group_id: str
-    traits: Obj | None = None
 
 
 class Alias(_Base, tag="alias"):
@@ -64,6 +63,12 @@ class Delete(_Base, tag="delete"):
 
 SegmentEvent = Track | Page | Screen | Identify | Group | Alias | Delete
 _header = msgspec.json.Decoder(SegmentEvent)
+
+#: Per call, the fields that must be a JSON object (or null) when present.
+OBJECT_FIELDS: dict[type, tuple[str, ...]] = {
+    Track: ("context", "properties"), Page: ("context", "properties"), Screen: ("context", "properties"),
+    Identify: ("context", "traits"), Group: ("context", "traits"), Alias: ("context",), Delete: ("context",)}
+_JSON_NAMES = {list: "array", str: "str", int: "int", float: "float", bool: "bool"}
 _tree = msgspec.json.Decoder(Obj)
 
 
@@ -113,4 +118,8 @@ def decode_event(raw: bytes, max_bytes: int | None = None) -> Event:
             message = (f"unknown event type {tree.get('type')!r}: expected one of "
                        "track, page, screen, identify, group, alias, delete")
         raise InvalidEvent(message) from None
+    for name in OBJECT_FIELDS[type(header)]:
+        value = tree.get(name)
+        if value is not None and type(value) is not dict:
+            raise InvalidEvent(f"Expected `object | null`, got `{_JSON_NAMES[type(value)]}` - at `$.{name}`")
     return Event(header, tree)
