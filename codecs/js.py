@@ -196,6 +196,8 @@ def path_getter(keys: tuple[str, ...]) -> Callable[[Any], Any]:
         cur = obj
         for key in keys:
             if type(cur) is not dict:
+                if cur is UNDEFINED or cur is None:
+                    return cur  # a missing or null intermediate: what get_path returns too
                 return get_path(obj, keys)  # start over on the general path
             cur = cur.get(key, UNDEFINED)
         return cur
