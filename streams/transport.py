@@ -75,11 +75,16 @@ class _Consumer(driver.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def _deliver_batch(self, batch: list[tuple[Any, Any]]) -> None:
-        callback, read_offset = self.callback, self._read_offset
+        app, callback, read_offset = self.app, self.callback, self._read_offset
         commit_every, acks_enabled_for = self._commit_every, self.app.topics.acks_enabled_for
         for n, (tp, message) in enumerate(batch, 1):
             if n % 100 == 0:
                 await asyncio.sleep(0)
+            if message.generation_id != app.consumer_generation_id:
+                # Fetched before a rebalance: the stream would skip it unacked, and a read offset
+                # set for it would drop the copy re-fetched from the committed offset. (Faust's
+                # getmany checks this while its loop iterates; here the batch is fetched first.)
+                break
             offset, r_offset = message.offset, read_offset[tp]
             if r_offset is not None and offset < r_offset:
                 continue  # already read (Faust logs these as dropped)

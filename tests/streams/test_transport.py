@@ -70,8 +70,9 @@ def test_caught_up_idle_or_rebalancing_partitions_are_left_alone() -> None:
 class Msg:
     topic = "in"
 
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, generation_id: int = 0) -> None:
         self.offset = offset
+        self.generation_id = generation_id
 
 
 def _consumer_with(callback: Any) -> Any:
@@ -117,5 +118,21 @@ def test_a_flow_stop_mid_batch_leaves_the_read_offset_at_the_last_record_deliver
         consumer.stop_flow()  # a rebalance starts
         await race
         assert got == [10] and consumer._read_offset[tp] == 10
+
+    asyncio.run(main())
+
+
+def test_records_fetched_before_a_rebalance_are_not_delivered_and_leave_the_read_offset() -> None:
+    async def main() -> None:
+        got: list[int] = []
+
+        async def deliver(message: Msg) -> None:
+            got.append(message.offset)
+
+        consumer = _consumer_with(deliver)
+        consumer.app.consumer_generation_id = 7
+        tp = FaustTP("in", 0)
+        await consumer._deliver_batch([(tp, Msg(20, 7)), (tp, Msg(21, 6)), (tp, Msg(22, 7))])
+        assert got == [20] and consumer._read_offset[tp] == 20
 
     asyncio.run(main())
