@@ -159,12 +159,11 @@ def test_a_redelivered_event_is_not_sent_twice_even_after_a_restart(broker: Loca
 @pytest.mark.crash
 def test_kill_9_mid_stream_loses_nothing(broker: LocalBroker, sandbox: SandboxClient, workdir: Path,
                                          prefix: str) -> None:
-    """Opt-in (-m crash). Run alone it passes (8 of 8). In the full suite (more workers on the
-    same Tansu broker) it passed 4 of 6 runs on 2026-11-23 (it failed 4 of 4 before the writer
-    and fetch changes): the restarted worker leaves a contiguous run of one jobs partition
-    undelivered above the committed offset (see _diagnose). Suspect: Faust's drain loop records
-    a read offset for a record whose delivery a rebalance cut short. StallWatch should re-read
-    such a partition after 45 s; not yet seen on a failing run."""
+    """kill -9 mid-stream, restart: every messageId gets exactly one terminal outcome, each event
+    reached the sandbox at least once, at most one delivery step twice. Full-suite runs on
+    2026-11-23 after the fetch-loop fix: 6 of 6 passed, done 14.7-14.8 s after the kill; in one,
+    the restarted worker left all partitions' committed offsets stuck below records it had read
+    (cause not found) and StallWatch re-read them after 45 s (done 65 s after the kill)."""
     text = local_config(broker.url, sandbox.url, prefix="killable", app_id="pushstream-killable",
                         input_topic="killable-events", partitions=4)
     text = text.split("[[destinations]]\nname = \"xtremepush-sandbox\"")[0]  # Pushwoosh only
