@@ -68,8 +68,8 @@ class _Consumer(driver.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
+        except Exception:
+            self.log.exception("Drain messages raised")
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
