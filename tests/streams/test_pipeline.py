@@ -25,20 +25,24 @@ def _segment_batch_element(ev: dict[str, Any]) -> dict[str, Any]:
             "name": ev.get("event", ev.get("name")), "timestamp": ev["timestamp"], "attributes": ev["properties"]}
 
 
-def test_250_track_events_make_three_batches(stack: Stack, prefix: str) -> None:
+def test_250_track_events_go_in_batches_of_at_most_100(stack: Stack, prefix: str) -> None:
     events = sample_events(250, seed=1, prefix=prefix, mix="track")
     stack.produce(events)
     outcomes = stack.outcomes.wait(_mine(prefix), 500)
     pushwoosh = [o for o in outcomes if o["instance"] == "pushwoosh-sandbox"]
     assert len(pushwoosh) == 250 and {o["status"] for o in pushwoosh} == {"delivered"}
     assert collections.Counter(o["message_id"] for o in pushwoosh).most_common(1)[0][1] == 1
-    assert {o["batch_size"] for o in pushwoosh} <= {100, 50}
     assert all(o["attempts"] == 1 and o["http_status"] == 200 for o in pushwoosh)
     assert all(o["topic"] == "segment-events" and o["offset"] >= 0 for o in pushwoosh)
 
     requests = [r for r in stack.sandbox.requests(POST_EVENTS)  # batched bodies (app_id), this test's users
                 if r["body"]["events"][0]["user_id"].startswith(prefix) and "app_id" in r["body"]["events"][0]]
-    assert sorted(len(r["body"]["events"]) for r in requests) == [50, 100, 100]
+    # Usually [50, 100, 100]; when a batch window closes while the 250 jobs are still arriving
+    # (seen once: 1 + 49 + 100 + 100) the split differs, never the cap or the count.
+    sizes = sorted(len(r["body"]["events"]) for r in requests)
+    assert sum(sizes) == 250 and max(sizes) == 100, sizes
+    assert collections.Counter(o["batch_size"] for o in pushwoosh) == collections.Counter(
+        n for n in sizes for _ in range(n))  # each outcome names the size of the request it went in
     assert all(r["headers"]["Authorization"] == "Token sandbox-pushwoosh-key" for r in requests)
     assert all(r["headers"]["X-PW-Appcode"] == "SANDBOX-APP" for r in requests)
     sent = sorted((e for r in requests for e in r["body"]["events"]), key=lambda e: (e["user_id"], e["timestamp"]))
