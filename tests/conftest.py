@@ -7,20 +7,22 @@ uses its own prefix), so they can share the processes and the suite stays fast.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from pushstream.codecs.config import Config, load_config
-from pushstream.streams.broker import LocalBroker, start_broker
+from pushstream.streams.broker import LocalBroker, free_port, start_broker
 from pushstream.streams.cli import produce_lines
 from pushstream.streams.kafka import ensure_topics, make_reader
 from pushstream.streams.stack import Proc, local_config, local_env, start_sandbox, start_worker
@@ -50,6 +52,19 @@ ORDER_MAPPING = {
 
 
 FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST")
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port (in this event loop); yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 class SandboxClient:

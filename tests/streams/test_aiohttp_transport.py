@@ -15,6 +15,8 @@ from aiohttp import web
 from pushstream.streams.aiohttp_transport import AiohttpTransport
 from pushstream.streams.broker import free_port
 
+from ..conftest import serve
+
 
 class Server:
     """Records each request's raw header list; counts concurrently open requests."""
@@ -46,14 +48,8 @@ class Server:
 def _run(body: Callable[[str, Server], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         server = Server()
-        runner = web.AppRunner(server.app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            return await body(f"http://127.0.0.1:{port}", server)
-        finally:
-            await runner.cleanup()
+        async with serve(server.app) as url:
+            return await body(url, server)
 
     return asyncio.run(main())
 

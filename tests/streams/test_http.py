@@ -12,23 +12,18 @@ import pytest
 from aiohttp import web
 
 from pushstream.codecs.config import load_config
-from pushstream.streams.broker import free_port
 from pushstream.streams.http import AuthError, DestinationClient, PermanentError, RetryableError, classify, \
     parse_retry_after
 from pushstream.streams.sandbox import Sandbox
+
+from ..conftest import serve
 
 
 def _run(body: Callable[[str, Sandbox], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         sandbox = Sandbox()
-        runner = web.AppRunner(sandbox.app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            return await body(f"http://127.0.0.1:{port}", sandbox)
-        finally:
-            await runner.cleanup()
+        async with serve(sandbox.app) as url:
+            return await body(url, sandbox)
 
     return asyncio.run(main())
 
@@ -145,18 +140,12 @@ def test_a_cookie_set_by_a_destination_is_not_sent_back() -> None:
     async def main() -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            inst = _config(f"http://127.0.0.1:{port}").instance("pw")
+        async with serve(app) as url:
+            inst = _config(url).instance("pw")
             client = DestinationClient(inst, 5)
             for _ in range(2):
                 await client.send(inst.destination.delete_user(inst.settings, "u1", "a1"))
             await client.aclose()
-        finally:
-            await runner.cleanup()
 
     asyncio.run(main())
     assert seen == [None, None]
