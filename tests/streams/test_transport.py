@@ -75,21 +75,25 @@ class Msg:
         self.generation_id = generation_id
 
 
-def _consumer_with(callback: Any) -> Any:
+def _recording_consumer(stuck_at: int | None = None) -> tuple[Any, list[int]]:
+    """A built (never started) consumer whose streams record the offsets they receive; the record
+    at `stuck_at` never gets in, as when a stream's buffer stays full."""
+    got: list[int] = []
+
+    async def deliver(message: Msg) -> None:
+        if message.offset == stuck_at:
+            await asyncio.Event().wait()
+        got.append(message.offset)
+
     app = PushstreamApp("t", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False, store="memory://")
     consumer = app.consumer  # built, not started: nothing connects
-    consumer.callback = callback
-    return consumer
+    consumer.callback = deliver
+    return consumer, got
 
 
 def test_a_fetched_batch_reaches_the_stream_in_order_and_moves_the_read_offset() -> None:
     async def main() -> None:
-        got: list[int] = []
-
-        async def deliver(message: Msg) -> None:
-            got.append(message.offset)
-
-        consumer = _consumer_with(deliver)
+        consumer, got = _recording_consumer()
         tp = FaustTP("in", 0)
         consumer._read_offset[tp] = 5  # 3 and 4 were read before a seek back: not delivered again
         await consumer._deliver_batch([(tp, Msg(o)) for o in range(3, 260)])
@@ -103,14 +107,7 @@ def test_a_flow_stop_mid_batch_leaves_the_read_offset_at_the_last_record_deliver
     short; after the rebalance's seek, that record would be dropped as already read."""
 
     async def main() -> None:
-        gate, got = asyncio.Event(), []
-
-        async def deliver(message: Msg) -> None:
-            if message.offset == 11:
-                await gate.wait()  # the stream's buffer is full
-            got.append(message.offset)
-
-        consumer = _consumer_with(deliver)
+        consumer, got = _recording_consumer(stuck_at=11)
         tp = FaustTP("in", 0)
         race = asyncio.ensure_future(consumer.wait_first(
             consumer._deliver_batch([(tp, Msg(o)) for o in (10, 11, 12)]), consumer.suspend_flow.wait()))
@@ -124,12 +121,7 @@ def test_a_flow_stop_mid_batch_leaves_the_read_offset_at_the_last_record_deliver
 
 def test_records_fetched_before_a_rebalance_are_not_delivered_and_leave_the_read_offset() -> None:
     async def main() -> None:
-        got: list[int] = []
-
-        async def deliver(message: Msg) -> None:
-            got.append(message.offset)
-
-        consumer = _consumer_with(deliver)
+        consumer, got = _recording_consumer()
         consumer.app.consumer_generation_id = 7
         tp = FaustTP("in", 0)
         await consumer._deliver_batch([(tp, Msg(20, 7)), (tp, Msg(21, 6)), (tp, Msg(22, 7))])
