@@ -41,7 +41,7 @@ class _Consumer(driver.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        """Faust's fetch loop (faust 0.15.3 `Consumer._drain_messages`) with two changes.
+        """Faust's fetch loop (faust 0.15.3 `Consumer._drain_messages`) with three changes.
 
         1. A fetched batch is handed to the streams by one task raced against a flow stop,
            where Faust races four tasks per record (`wait_first` per record was ~15% of the
@@ -50,6 +50,7 @@ class _Consumer(driver.Consumer):
            it even when a rebalance's flow stop won the race, so that record is skipped and,
            once the read offset has moved past it, re-fetched copies are dropped as "already
            read": the partition's committed offset then never moves again.
+        3. Delivery stops at a record fetched in an earlier generation (see `_deliver_batch`).
         """
         stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
         try:
@@ -102,7 +103,8 @@ class _Transport(driver.Transport):
 
 
 class PushstreamApp(faust.App):
-    """A Faust app whose Kafka consumer waits at most `fetch_max_wait` seconds per fetch."""
+    """A Faust app whose Kafka consumer waits at most `fetch_max_wait` seconds per fetch and
+    uses the fetch loop above."""
 
     def __init__(self, *args: Any, fetch_max_wait: float | None = None, **kwargs: Any) -> None:
         self.fetch_max_wait = fetch_max_wait
