@@ -15,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -58,23 +58,28 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     fetch_max_wait: float = 0.5
 
 
+#: Config numbers that must be positive: a zero batch size or window would stall the stream.
+Count = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    batch_window: float = 1.0
-    route_batch: int = 500
+    batch_window: Seconds = 1.0
+    route_batch: Count = 500
     #: Jobs one deliver step takes (within `batch_window`); they go out as concurrent requests
     #: of up to each mapping's `batch_size` (100 for Pushwoosh events).
-    deliver_batch: int = 500
-    max_event_bytes: int = 32 * 1024
-    request_timeout: float = 10.0
-    retry_window: float = 4 * 3600.0
-    max_attempts: int = 30
-    inline_retries: int = 2
-    backoff_base: float = 0.5
-    backoff_max: float = 300.0
-    dedup_window: float = 24 * 3600.0
+    deliver_batch: Count = 500
+    max_event_bytes: Count = 32 * 1024
+    request_timeout: Seconds = 10.0
+    retry_window: Seconds = 4 * 3600.0
+    max_attempts: Count = 30
+    inline_retries: Annotated[int, msgspec.Meta(ge=0)] = 2
+    backoff_base: Seconds = 0.5
+    backoff_max: Seconds = 300.0
+    dedup_window: Annotated[float, msgspec.Meta(ge=0)] = 24 * 3600.0
     #: How far back the outcome topic is read at start-up to close the crash gap between an
     #: outcome and its dedup entry; must exceed how long offsets can stay uncommitted.
-    dedup_lookback: float = 600.0
+    dedup_lookback: Annotated[float, msgspec.Meta(ge=0)] = 600.0
 
 
 class _PresetOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

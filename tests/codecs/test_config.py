@@ -20,6 +20,8 @@ def _errors(text: str, env: dict[str, str] | None = None, base: Path | None = No
 @pytest.mark.parametrize(("text", "expected"), [
     ("[kafka]\nbrokr = 1", "kafka: Object contains unknown field `brokr`"),
     ("[pipeline]\nbatch_window = \"x\"", "pipeline.batch_window: Expected `float`, got `str`"),
+    ("[pipeline]\ndeliver_batch = 0", "pipeline.deliver_batch: Expected `int` >= 1"),
+    ("[pipeline]\nbatch_window = 0", "pipeline.batch_window: Expected `float` > 0.0"),
     ("[kafka]\ninput_topics = []", "kafka.input_topics: name at least one topic"),
     ("not = [toml", "not valid TOML"),
     ("[[destinations]]\nname = \"x\"\ntype = \"braze\"\nsettings = {}", "type: unknown destination 'braze'"),
