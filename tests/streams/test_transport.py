@@ -4,12 +4,14 @@ StallWatch (which partitions count as stalled, and what it does about them)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import namedtuple
 from typing import Any
 
+import pytest
 from faust.types import TP as FaustTP
 
-from pushstream.streams.transport import PushstreamApp, StallWatch
+from pushstream.streams.transport import LeanMonitor, PushstreamApp, StallWatch
 
 TP = namedtuple("TP", "topic partition")
 
@@ -128,3 +130,18 @@ def test_records_fetched_before_a_rebalance_are_not_delivered_and_leave_the_read
         assert got == [20] and consumer._read_offset[tp] == 20
 
     asyncio.run(main())
+
+
+def test_the_monitor_keeps_no_per_record_statistics_but_the_stream_idle_clock() -> None:
+    """Faust's consumer warns when a partition's stream stops taking events; it reads the time
+    of the last one from the monitor, so that must still move."""
+    app = PushstreamApp("t", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False, store="memory://")
+    monitor = app.monitor
+    assert isinstance(monitor, LeanMonitor)
+    tp = FaustTP("in", 0)
+    monitor.on_message_in(tp, 3, object())
+    state = monitor.on_stream_event_in(tp, 3, object(), object())
+    monitor.on_stream_event_out(tp, 3, object(), object(), state)
+    monitor.on_message_out(tp, 3, object())
+    assert monitor.stream_inbound_time[tp] == pytest.approx(time.monotonic(), abs=5)
+    assert monitor.messages_received_total == 0 and monitor.events_total == 0 and not monitor.stream_lookup
