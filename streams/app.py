@@ -5,6 +5,10 @@
                        \\--> <prefix>.outcomes <-----------+------------------------------------+
                                                            \\--> <prefix>.deadletter
 
+Route writes jobs in packs (see `pack_jobs`): one record per run of up to 20 jobs bound for
+the same jobs-topic partition, which is the partition each job's user key hashes to, so
+per-user order and dedup's co-partitioning hold as for single-job records (retries, replays).
+
 Every agent reads raw bytes (a decoding codec would crash the agent on a bad record) with
 `concurrency=1` (faust #606) and never lets an exception escape its body: Faust acks a
 batch whose body raised. A batch is acked only after what it produced (jobs, outcomes,
@@ -20,26 +24,28 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import httpx
 import msgspec
 
 from pushstream.codecs.config import Config, Instance
-from pushstream.codecs.records import Job, Outcome, decode_job, encode
-from pushstream.codecs.route import route_record
+from pushstream.codecs.records import Job, Outcome, decode_jobs, encode, pack_jobs
+from pushstream.codecs.route import Routed, route_record
 
 from .dedup import Dedup
 from .deliver import Deliverer, Writes
+from .kafka import key_partition
 from .transport import PushstreamApp, StallWatch
 from .writer import Record, Writer
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "delivery_steps"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 RETRY_HOLD_MAX = 5.0  # seconds a retry batch waits for its due time before going back on the topic
 
 
@@ -55,8 +61,10 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         table_standby_replicas=0, stream_buffer_maxsize=8192, producer_linger=0.005,
     )
 
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
+    def topic(name: str, maxsize: int | None = None) -> faust.TopicT:
+        # The Topic class, not app.topic(): faust 0.15.3's app.topic() drops `maxsize`.
+        return app.conf.Topic(app, topics=[name], value_type=bytes, key_type=bytes, value_serializer="raw",
+                              key_serializer="raw", maxsize=maxsize)
 
     inputs = app.topic(*k.input_topics, value_type=bytes, value_serializer="raw", key_serializer="raw")
     outcomes_topic, dead_letter_topic = config.topic("outcomes"), config.topic("deadletter")
@@ -108,18 +116,43 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
     @app.agent(inputs, name="route", concurrency=1)
     async def route(stream: faust.StreamT[bytes]) -> None:
-        """Decode, filter and map input records into jobs and outcomes."""
-        async for events in stream.take_events(config.pipeline.route_batch, within=0.02):
+        """Decode, filter and map input records into jobs and outcomes.
+
+        A batch's records are written while the next batch is routed (routing is a fraction of
+        the broker's round trip); its events are acked once they are written."""
+        in_flight: asyncio.Future[None] | None = None
+        job_partitions = await writer.partitions(list(job_topics.values()))
+
+        def partition_of(topic: str, job: Job) -> int | None:
+            return key_partition(job.key.encode(), job_partitions[topic]) if job.key else None
+
+        async def write_then_ack(events: list[Any], records: list[Record]) -> None:
             async with _or_exit("route"):
-                now = time.time()
-                records: list[Record] = []
-                for ev in events:
-                    records += _route_one(ev, config, now, job_topics, outcome_record)
                 await writer.write(records)
+                for event in events:
+                    await stream.ack(event)
+
+        try:
+            async for events in stream.noack_take(config.pipeline.route_batch, within=0.02):
+                async with _or_exit("route"):
+                    now = time.time()
+                    jobs: list[tuple[str, Job]] = []
+                    records: list[Record] = []
+                    for ev in events:
+                        routed = _route_one(ev, config, now)
+                        jobs += [(job_topics[name], job) for name, job in routed.jobs]
+                        records += [outcome_record(o) for o in routed.outcomes]
+                    records += [Record(t, None, value, p) for t, p, value in pack_jobs(jobs, partition_of)]
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(write_then_ack(list(events), records))
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()  # unacked: its events are read again after the restart
 
     async def deliver(instance: Instance, stream: faust.StreamT[bytes]) -> None:
-        """Deliver fresh jobs of one instance: up to `deliver_batch` per batch window, sent as
-        requests of up to each mapping's batch size.
+        """Deliver fresh jobs of one instance: what arrives within a batch window, in steps of
+        up to `deliver_batch` jobs, sent as requests of up to each mapping's batch size.
 
         A batch is delivered while the next one fills (`take_events` would start the next
         window only after the delivery: an event could wait a delivery, a window and its own
@@ -130,9 +163,15 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
         async def deliver_then_ack(events: list[Any]) -> None:
             async with _or_exit(name):
-                await deliver_pairs(instance, _decode_jobs(events))
-                for event in events:
-                    await stream.ack(event)
+                # A record is one job or a pack of them: deliver in steps of `deliver_batch` jobs
+                # and ack each record once all of its jobs are written.
+                acked = 0
+                for pairs, done in delivery_steps(_record_jobs(events), config.pipeline.deliver_batch):
+                    if pairs:
+                        await deliver_pairs(instance, pairs)
+                    for event in events[acked:done]:
+                        await stream.ack(event)
+                    acked = done
 
         try:
             async for events in stream.noack_take(config.pipeline.deliver_batch, within=config.pipeline.batch_window):
@@ -147,7 +186,7 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         """Re-deliver jobs whose due time has come; put the others back on the retry topic."""
         async for events in stream.take_events(100, within=0.5):
             async with _or_exit(f"retry-{instance.name}"):
-                batch = _decode_jobs(events)
+                batch = [pair for pairs in _record_jobs(events) for pair in pairs]
                 if not batch:
                     continue
                 wait = min(j.due_at or 0.0 for j, _ in batch) - time.time()
@@ -162,26 +201,24 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
                     await deliver_pairs(instance, ready)
 
     for inst in config.instances:
-        app.agent(topic(job_topics[inst.name]), name=f"deliver-{inst.name}", concurrency=1)(
+        # A jobs record is a pack: its queue holds one take, not the app's default 8,192 records.
+        jobs_in = topic(job_topics[inst.name], maxsize=config.pipeline.deliver_batch)
+        app.agent(jobs_in, name=f"deliver-{inst.name}", concurrency=1)(
             _named(partial(deliver, inst), f"deliver_{inst.name}"))
         app.agent(topic(retry_topics[inst.name]), name=f"retry-{inst.name}", concurrency=1)(
             _named(partial(retry, inst), f"retry_{inst.name}"))
     return app
 
 
-def _route_one(ev: Any, config: Config, now: float, job_topics: dict[str, str],
-               outcome_record: Callable[[Outcome], Record]) -> list[Record]:
+def _route_one(ev: Any, config: Config, now: float) -> Routed:
     msg = ev.message
     try:
-        routed = route_record(ev.value or b"", msg.topic, msg.partition, msg.offset, config, now)
+        return route_record(ev.value or b"", msg.topic, msg.partition, msg.offset, config, now)
     except Exception as exc:  # a bug in routing must cost one outcome, not the stream
         log.exception("routing failed topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)
-        return [outcome_record(Outcome(message_id=None, status="invalid", error_code="ROUTE_FAILED",
-                                       reason=f"internal error while routing: {type(exc).__name__}", at=now,
-                                       topic=msg.topic, partition=msg.partition, offset=msg.offset))]
-    records = [_job_record(job_topics[name], job) for name, job in routed.jobs]
-    records += [outcome_record(o) for o in routed.outcomes]
-    return records
+        return Routed(outcomes=[Outcome(message_id=None, status="invalid", error_code="ROUTE_FAILED",
+                                        reason=f"internal error while routing: {type(exc).__name__}", at=now,
+                                        topic=msg.topic, partition=msg.partition, offset=msg.offset)])
 
 
 @contextlib.asynccontextmanager
@@ -203,15 +240,35 @@ def _job_record(topic: str, job: Job) -> Record:
     return Record(topic, job.key.encode() if job.key else None, encode(job))
 
 
-def _decode_jobs(events: list[Any]) -> list[tuple[Job, int]]:
-    batch = []
+def delivery_steps(records: Iterable[list[T]], size: int) -> Iterator[tuple[list[T], int]]:
+    """Jobs in steps of at most `size`, in record order: yields (jobs, done), where `done` counts
+    the leading records whose jobs are all in this step or earlier ones (once the step is
+    written, they may be acked). The last step acks every record, even if it has no jobs.
+    Records are read as steps are taken, so one step's jobs are decoded at a time."""
+    pending: list[T] = []
+    owners: list[int] = []  # the record of each pending job
+    count = done = 0
+    for count, jobs in enumerate(records, 1):
+        pending += jobs
+        owners += [count - 1] * len(jobs)
+        while len(pending) >= size:
+            step, pending, owners = pending[:size], pending[size:], owners[size:]
+            done = owners[0] if owners else count
+            yield step, done
+    if pending or done < count:
+        yield pending, count
+
+
+def _record_jobs(events: list[Any]) -> Iterator[list[tuple[Job, int]]]:
+    """Each record's (job, partition) pairs; none for a record that is not a job or a pack."""
     for ev in events:
+        msg = ev.message
         try:
-            batch.append((decode_job(ev.value), ev.message.partition))
+            yield [(job, msg.partition) for job in decode_jobs(ev.value)]
         except (msgspec.DecodeError, TypeError):
-            msg = ev.message
-            log.error("dropping an unreadable job topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)
-    return batch
+            log.error("dropping an unreadable job record topic=%s partition=%s offset=%s", msg.topic, msg.partition,
+                      msg.offset)
+            yield []
 
 
 def _named(fn: partial[Any], name: str) -> Callable[..., Any]:

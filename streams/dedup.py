@@ -8,9 +8,9 @@ At start-up `warm_up` therefore also reads the last minutes of the outcome topic
 a crash can make the worker read again lies within the uncommitted tail), so such a job is
 reported `duplicate` instead of being sent and reported twice.
 
-State lives in a Faust table whose changelog is co-partitioned with the jobs topics (jobs and
-retries are keyed by user, so a redelivered job arrives on the same partition it was first
-seen on). Writes name their changelog partition explicitly, because in a `take()` batch
+State lives in a Faust table whose changelog is co-partitioned with the jobs topics (jobs, in
+packs or alone, and retries go to the partition of their user key, so a redelivered job
+arrives on the same partition it was first seen on). Writes name their changelog partition explicitly, because in a `take()` batch
 Faust's "current event" is whichever record the buffer read last, not the job at hand.
 """
 

@@ -72,6 +72,7 @@ class Writer(mode.Service):
         self._producer: Producer | None = None
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
+        self._partitions: dict[str, int] = {}
         super().__init__(**kwargs)
 
     @property
@@ -88,6 +89,19 @@ class Writer(mode.Service):
     def _poll(self, producer: Producer) -> None:
         while not self._stopping.is_set():
             producer.poll(0.05)
+
+    async def partitions(self, topics: Sequence[str]) -> dict[str, int]:
+        """Partition counts of `topics`, from the broker's metadata (looked up once per topic)."""
+        missing = [t for t in topics if t not in self._partitions]
+        if missing:
+            metadata = await asyncio.to_thread(self.producer.list_topics, timeout=30)
+            for topic in missing:
+                found = metadata.topics.get(topic)
+                if found is None or found.error is not None or not found.partitions:
+                    raise WriteError(f"topic {topic!r} has no partitions in the broker's metadata"
+                                     f"{f' ({found.error})' if found is not None and found.error else ''}")
+                self._partitions[topic] = len(found.partitions)
+        return {t: self._partitions[t] for t in topics}
 
     async def write(self, records: Sequence[Record]) -> None:
         """Produce `records`; return when all are acknowledged, raise `WriteError` if any is not."""

@@ -201,6 +201,7 @@ def test_kill_9_mid_stream_loses_nothing(broker: LocalBroker, sandbox: SandboxCl
 
 def _diagnose(stack: Stack, sandbox: SandboxClient, events: list[dict[str, Any]], prefix: str) -> str:
     """Where did the events without a terminal outcome get to? (outcomes, sandbox, jobs topic)"""
+    from pushstream.codecs.records import decode_jobs
     from pushstream.streams.kafka import read_topic
 
     statuses: dict[str, list[str]] = collections.defaultdict(list)
@@ -213,8 +214,9 @@ def _diagnose(stack: Stack, sandbox: SandboxClient, events: list[dict[str, Any]]
     jobs: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
     for _, part, off, _, value in read_topic(stack.config.kafka.broker,
                                              [stack.config.topic("jobs", "pushwoosh-sandbox")], idle_timeout=3):
-        if value.count(b'"message_id":"' + prefix.encode()):
-            jobs[value.split(b'"message_id":"', 1)[1].split(b'"', 1)[0].decode()].append((part, off))
+        for job in decode_jobs(value):
+            if job.message_id.startswith(prefix):
+                jobs[job.message_id].append((part, off))
     return (f"{len(missing)} without a terminal outcome, e.g. " + "; ".join(
         f"{m}: outcomes {statuses[m]}, sent {int(m.rsplit('-', 1)[1]) in seen}, jobs {jobs.get(m)}"
         for m in missing[:4]))
