@@ -9,7 +9,9 @@ with the cheapest Kafka I/O the same machinery can do, not with a slower write p
 
 from __future__ import annotations
 
+import asyncio
 import os
+from typing import Any
 
 import faust
 
@@ -18,7 +20,7 @@ from pushstream.streams.writer import Record, Writer
 
 BROKER = os.environ.get("FLOOR_BROKER", "kafka://127.0.0.1:9092")
 app = PushstreamApp(
-    "floor", fetch_max_wait=0.05, broker=BROKER, value_serializer="raw",
+    "floor", fetch_max_wait=0.02, broker=BROKER, value_serializer="raw",
     key_serializer="raw", store="memory://", autodiscover=False, web_enabled=False, topic_disable_leader=True,
     topic_partitions=8, consumer_auto_offset_reset="earliest", broker_session_timeout=6.0,
     broker_heartbeat_interval=1.0, broker_rebalance_timeout=3.0, broker_commit_interval=0.5,
@@ -31,6 +33,16 @@ app.add_dependency(writer)
 
 @app.agent(source, concurrency=1)
 async def floor(stream: faust.StreamT[bytes]) -> None:
-    """Same batching and write-then-ack pattern as the route agent."""
-    async for events in stream.take_events(500, within=0.05):
+    """The route agent's batching and write pattern: a batch is written while the next one is
+    taken, and its events are acked once the write is acknowledged."""
+    in_flight: asyncio.Future[None] | None = None
+
+    async def write_then_ack(events: list[Any]) -> None:
         await writer.write([Record("floor.out", None, b"1") for _ in events])
+        for event in events:
+            await stream.ack(event)
+
+    async for events in stream.noack_take(500, within=0.02):
+        if in_flight is not None:
+            await in_flight
+        in_flight = asyncio.ensure_future(write_then_ack(list(events)))
