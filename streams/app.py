@@ -85,17 +85,18 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         records += [Record(dead_letter_topic, d.job.message_id.encode(), encode(d)) for d in w.dead_letters]
         await writer.write(records)
 
-    async def deliver_pairs(instance: Instance, pairs: list[tuple[Job, int]]) -> None:
-        """Deliver fresh jobs, report duplicates, remember terminal outcomes, write everything."""
+    async def deliver_pairs(instance: Instance, pairs: list[tuple[Job, int]]) -> list[Record]:
+        """Deliver fresh jobs, report duplicates, write what happened; returns the dedup entries
+        of the terminal outcomes, for the caller to write now that their outcomes are safe (an
+        entry without its outcome would turn a redelivered job into a `duplicate` that never
+        had a terminal outcome). They are in the table already."""
         await dedup.warm_up(k.broker, outcomes_topic, config.pipeline.dedup_lookback)
         now = time.time()
         fresh, partitions, duplicates = dedup.split(pairs, now)
         writes = await deliverers[instance.name].deliver(fresh)
         writes.outcomes.extend(duplicates)
         await write_delivery(instance, writes)
-        # Dedup entries only once their outcomes are safe: an entry without its outcome would
-        # turn a redelivered job into a `duplicate` that never had a terminal outcome.
-        await writer.write(dedup.remember(writes.outcomes, partitions, time.time()))
+        return dedup.remember(writes.outcomes, partitions, time.time())
 
     @app.task
     async def warm_dedup() -> None:
@@ -160,18 +161,29 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         in sequence; each event is acked only after its outcome or retry is written."""
         name = f"deliver-{instance.name}"
         in_flight: asyncio.Future[None] | None = None
+        entries_written: asyncio.Future[None] | None = None
+
+        async def write_entries(entries: list[Record]) -> None:
+            async with _or_exit(name):
+                await writer.write(entries)
 
         async def deliver_then_ack(events: list[Any]) -> None:
+            nonlocal entries_written
             async with _or_exit(name):
                 # A record is one job or a pack of them: deliver in steps of `deliver_batch` jobs
                 # and ack each record once all of its jobs are written.
                 acked = 0
                 for pairs, done in delivery_steps(_record_jobs(events), config.pipeline.deliver_batch):
-                    if pairs:
-                        await deliver_pairs(instance, pairs)
+                    entries = await deliver_pairs(instance, pairs) if pairs else []
                     for event in events[acked:done]:
                         await stream.ack(event)
                     acked = done
+                    # Dedup entries are written while the next step's requests are out. Their
+                    # jobs are acked already: a crash before they land loses only entries, and
+                    # the start-up read of recent outcomes stands in for those (see dedup.py).
+                    if entries_written is not None:
+                        await entries_written  # one at a time: a slow broker holds the next step
+                    entries_written = asyncio.ensure_future(write_entries(entries)) if entries else None
 
         try:
             async for events in stream.noack_take(config.pipeline.deliver_batch, within=config.pipeline.batch_window):
@@ -198,7 +210,7 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
                     await write_delivery(instance, Writes(retries=later))
                 ready = [(msgspec.structs.replace(j, due_at=None), p) for j, p in batch if (j.due_at or 0.0) <= now]
                 if ready:
-                    await deliver_pairs(instance, ready)
+                    await writer.write(await deliver_pairs(instance, ready))
 
     for inst in config.instances:
         # A jobs record is a pack: its queue holds one take, not the app's default 8,192 records.

@@ -3,7 +3,8 @@ rejected by the destination) within the window is not sent again; its outcome sa
 A `failed` job is not remembered, so replaying its dead letter delivers it.
 
 Two sources, because the outcome and the table entry are separate Kafka writes: the outcome
-is written first, the entry after, so a crash between them leaves an outcome without an entry.
+is written first, the entry after (the deliver agent writes a step's entries while the next
+step's requests are out), so a crash between them leaves an outcome without an entry.
 At start-up `warm_up` therefore also reads the last minutes of the outcome topic (everything
 a crash can make the worker read again lies within the uncommitted tail), so such a job is
 reported `duplicate` instead of being sent and reported twice.
