@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from pushstream.streams.transport import PushstreamApp
+from pushstream.streams.transport import PushstreamApp, tune_gc
 from pushstream.streams.writer import Record, Writer
 
 BROKER = os.environ.get("FLOOR_BROKER", "kafka://127.0.0.1:9092")
@@ -29,6 +29,7 @@ app = PushstreamApp(
 source = app.topic(os.environ.get("FLOOR_INPUT", "floor-in"), value_type=bytes, value_serializer="raw")
 writer = Writer(BROKER)
 app.add_dependency(writer)
+tune_gc()  # as the worker does
 
 
 @app.agent(source, concurrency=1)

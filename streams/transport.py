@@ -11,6 +11,7 @@ a broker that holds every fetch for the full wait (Tansu, the local broker: meas
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from typing import Any
@@ -21,7 +22,7 @@ from faust.sensors import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 
-__all__ = ["LeanMonitor", "PushstreamApp", "StallWatch"]
+__all__ = ["LeanMonitor", "PushstreamApp", "StallWatch", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,19 @@ class PushstreamApp(faust.App):
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)
+
+
+def tune_gc() -> None:
+    """Call once the app is built, before it runs.
+
+    Nearly everything a worker allocates per event is freed by reference counting, yet with
+    Python's default thresholds (a young collection every 700 net allocations, full ones over
+    the whole heap) collections took ~10% of the worker's CPU in the end-to-end bench (0.69 s
+    of a 40k-event run, and most of what a profile put on msgspec's job decoding). Objects
+    alive now (modules, config, compiled mappings) are frozen out of collections, and young
+    collections run every 10,000 net allocations (0.17 s of GC, 25 collections, in the same run)."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 class StallWatch:

@@ -18,6 +18,7 @@ from pushstream.codecs.config import ConfigError, load_config_file
 
 from .app import create_app
 from .kafka import ensure_topics
+from .transport import tune_gc
 
 CONFIG_ENV = "PUSHSTREAM_CONFIG"
 BROKER_ENV = "PUSHSTREAM_BROKER"
@@ -32,3 +33,5 @@ if os.environ.get(BROKER_ENV):
     config = dataclasses.replace(config, kafka=msgspec.structs.replace(config.kafka, broker=os.environ[BROKER_ENV]))
 ensure_topics(config)
 app = create_app(config)
+
+tune_gc()
