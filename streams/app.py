@@ -122,7 +122,8 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         A batch's records are written while the next batch is routed (routing is a fraction of
         the broker's round trip); its events are acked once they are written."""
         in_flight: asyncio.Future[None] | None = None
-        job_partitions = await writer.partitions(list(job_topics.values()))
+        async with _or_exit("route"):  # an agent that raised here would be gone, the worker still up
+            job_partitions = await writer.partitions(list(job_topics.values()))
 
         def partition_of(topic: str, job: Job) -> int | None:
             return key_partition(job.key.encode(), job_partitions[topic]) if job.key else None
