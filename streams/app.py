@@ -153,8 +153,9 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
                 in_flight.cancel()  # unacked: its events are read again after the restart
 
     async def deliver(instance: Instance, stream: faust.StreamT[bytes]) -> None:
-        """Deliver fresh jobs of one instance: what arrives within a batch window, in steps of
-        up to `deliver_batch` jobs, sent as requests of up to each mapping's batch size.
+        """Deliver fresh jobs of one instance: what arrives within a batch window (at most
+        `deliver_batch` records, each one job or a pack), in steps of up to `deliver_batch`
+        jobs, sent as requests of up to each mapping's batch size.
 
         A batch is delivered while the next one fills (`take_events` would start the next
         window only after the delivery: an event could wait a delivery, a window and its own
