@@ -54,6 +54,15 @@ def test_every_status_class_is_classified(status: int, kind: type | None) -> Non
     assert (error is None) if kind is None else type(error) is kind
 
 
+def test_the_body_is_decoded_for_an_error_only() -> None:
+    def never() -> str:
+        raise AssertionError("a 2xx body was decoded")
+
+    assert classify(200, never, httpx.Headers()) is None
+    error = classify(503, lambda: "  busy, come back later ", httpx.Headers({"retry-after": "4"}))
+    assert isinstance(error, RetryableError) and error.reason == "503 busy, come back later" and error.retry_after == 4
+
+
 def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after("Wed, 21 Oct 2026 07:28:10 GMT", now=1792567685.0) == 5.0
