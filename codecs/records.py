@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["DeadLetter", "Job", "Outcome", "Status", "decode_job", "decode_jobs", "encode", "pack_jobs"]
+__all__ = ["DeadLetter", "Job", "Outcome", "Status", "decode_jobs", "encode", "pack_jobs"]
 
 Status = Literal["delivered", "rejected", "failed", "invalid", "skipped", "duplicate"]
 TERMINAL = frozenset({"delivered", "rejected", "failed"})
@@ -77,7 +77,6 @@ class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
-decode_job = msgspec.json.Decoder(Job).decode
 _decode_job_record = msgspec.json.Decoder(list[Job] | Job).decode
 decode_outcome = msgspec.json.Decoder(Outcome).decode
 decode_dead_letter = msgspec.json.Decoder(DeadLetter).decode

@@ -11,8 +11,9 @@ reported `duplicate` instead of being sent and reported twice.
 
 State lives in a Faust table whose changelog is co-partitioned with the jobs topics (jobs, in
 packs or alone, and retries go to the partition of their user key, so a redelivered job
-arrives on the same partition it was first seen on). Writes name their changelog partition explicitly, because in a `take()` batch
-Faust's "current event" is whichever record the buffer read last, not the job at hand.
+arrives on the same partition it was first seen on). Writes name their changelog partition
+explicitly, because in a `take()` batch Faust's "current event" is whichever record the buffer
+read last, not the job at hand.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Dedup:
 
     def remember(self, outcomes: list[Outcome], partitions: dict[str, int], now: float) -> list[Record]:
         """Record delivered/rejected outcomes; returns their changelog records (on the job's
-        partition), which the caller writes after the outcomes and before the batch is acked."""
+        partition), which the caller writes once the outcomes are written."""
         records = []
         for outcome in outcomes:
             if outcome.status not in REMEMBERED:
