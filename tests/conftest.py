@@ -6,12 +6,13 @@ uses its own prefix), so they can share the processes and the suite stays fast.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,18 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def run_served(make: Callable[[], Any], body: Callable[[str, Any], Awaitable[Any]]) -> Any:
+    """In a fresh event loop, serve the `app` of a server built by `make` and return
+    `body(url, server)`."""
+
+    async def main() -> Any:
+        server = make()
+        async with serve(server.app) as url:
+            return await body(url, server)
+
+    return asyncio.run(main())
 
 
 class SandboxClient:

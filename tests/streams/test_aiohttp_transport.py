@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +13,7 @@ from aiohttp import web
 from pushstream.streams.aiohttp_transport import AiohttpTransport
 from pushstream.streams.broker import free_port
 
-from ..conftest import serve
+from ..conftest import run_served
 
 
 class Server:
@@ -45,14 +43,6 @@ class Server:
         return web.Response(text="late")
 
 
-def _run(body: Callable[[str, Server], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        server = Server()
-        async with serve(server.app) as url:
-            return await body(url, server)
-
-    return asyncio.run(main())
-
 
 def test_the_wire_carries_exactly_what_httpx_own_transport_sends() -> None:
     async def body(url: str, server: Server) -> None:
@@ -64,7 +54,7 @@ def test_the_wire_carries_exactly_what_httpx_own_transport_sends() -> None:
         native, ours = server.headers
         assert ours == native  # same names, same case, same order, nothing added
 
-    _run(body)
+    run_served(Server, body)
 
 
 def test_a_compressed_response_is_decoded_by_httpx() -> None:
@@ -72,7 +62,7 @@ def test_a_compressed_response_is_decoded_by_httpx() -> None:
         async with httpx.AsyncClient(base_url=url, transport=AiohttpTransport(2)) as client:
             assert (await client.get("/gzip")).json() == {"ok": True}
 
-    _run(body)
+    run_served(Server, body)
 
 
 def test_no_more_than_max_connections_requests_are_open_at_once() -> None:
@@ -82,7 +72,7 @@ def test_no_more_than_max_connections_requests_are_open_at_once() -> None:
         assert [r.text for r in responses] == ["late"] * 12
         assert server.peak == 3
 
-    _run(body)
+    run_served(Server, body)
 
 
 def test_failures_become_the_httpx_exceptions_delivery_classifies() -> None:
@@ -103,4 +93,4 @@ def test_failures_become_the_httpx_exceptions_delivery_classifies() -> None:
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get(f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}/")
 
-    _run(body)
+    run_served(Server, body)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,16 +15,8 @@ from pushstream.streams.http import AuthError, DestinationClient, PermanentError
     parse_retry_after
 from pushstream.streams.sandbox import Sandbox
 
-from ..conftest import serve
+from ..conftest import run_served, serve
 
-
-def _run(body: Callable[[str, Sandbox], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        sandbox = Sandbox()
-        async with serve(sandbox.app) as url:
-            return await body(url, sandbox)
-
-    return asyncio.run(main())
 
 
 def _config(url: str, key: str = "sandbox-pushwoosh-key", timeout: float = 10.0) -> Any:
@@ -94,7 +85,7 @@ def test_faults_from_a_real_server_become_typed_errors() -> None:
             await gone.send(ping)
         await gone.aclose()
 
-    _run(body)
+    run_served(Sandbox, body)
 
 
 def test_headers_reach_the_wire_as_segment_sends_them() -> None:
@@ -113,7 +104,7 @@ def test_headers_reach_the_wire_as_segment_sends_them() -> None:
         assert xp["path"] == "/api/integration/segment/delete" and xp["body"] == {"userId": "u1", "anonymousId": "a1"}
         assert [pw["status"], xp["status"]] == [200, 200]
 
-    _run(body)
+    run_served(Sandbox, body)
 
 
 def test_credential_check_command_accepts_and_refuses() -> None:
@@ -126,7 +117,7 @@ def test_credential_check_command_accepts_and_refuses() -> None:
         ok, text = await check_credentials(_config(url), "xp")
         assert not ok and "no credential check endpoint" in text
 
-    _run(body)
+    run_served(Sandbox, body)
 
 
 @pytest.mark.parametrize("base", ["http://h:1", "http://h:1/", "https://h/prefix", "https://h/prefix/"])
