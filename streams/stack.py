@@ -96,10 +96,13 @@ def start_sandbox(workdir: Path, port: int | None = None, app_codes: tuple[str, 
 
 def start_worker(workdir: Path, config_path: Path, env: dict[str, str] | None = None, name: str = "worker",
                  ready_timeout: float = 90.0) -> Proc:
-    """Start `pushstream worker` and wait until Faust says it is ready."""
+    """Start `pushstream worker` and wait until Faust says it is ready. Its local state lives in
+    `<workdir>/<name>.state`, so workers of different names are like workers on different hosts
+    and a worker started again under its name finds its state."""
     log = workdir / f"{name}.log"
     log.write_bytes(b"")
-    full_env = {**os.environ, **(env or {}), "PUSHSTREAM_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
+    full_env = {**os.environ, "PUSHSTREAM_STATE_DIR": str(workdir / f"{name}.state"), **(env or {}),
+                "PUSHSTREAM_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "worker", "--config", str(config_path)],
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full_env,  # noqa: SIM115
                             cwd=workdir, start_new_session=True)

@@ -127,8 +127,9 @@ def test_malformed_records_mixed_into_valid_traffic(stack: Stack, prefix: str) -
 
 def test_a_redelivered_event_is_not_sent_twice_even_after_a_restart(broker: LocalBroker, sandbox: SandboxClient,
                                                                      workdir: Path, prefix: str) -> None:
-    """Same messageIds produced again: `duplicate`, not sent. After a restart with the outcome
-    warm-up turned off (dedup_lookback = 0), only the Faust table's changelog can know them."""
+    """Same messageIds produced again: `duplicate`, not sent. After restarts with the outcome
+    warm-up turned off (dedup_lookback = 0), only the table can know them: on the worker's disk
+    (started again on its state), then from the changelog alone (a worker with no state)."""
     text = local_config(broker.url, sandbox.url, prefix="dedup", app_id="pushstream-dedup",
                         input_topic="dedup-events", partitions=4, batch_window=0.2,
                         extra_pipeline="dedup_lookback = 0.0")
@@ -143,12 +144,17 @@ def test_a_redelivered_event_is_not_sent_twice_even_after_a_restart(broker: Loca
         stack.produce(events[:100])
         again = stack.outcomes.wait(mine, 400, timeout=60)[300:]
         assert len(again) == 100 and {o["status"] for o in again} == {"duplicate"}
-        stack.worker.stop()
-        stack.worker = start_worker(workdir, workdir / "dedup.toml", local_env(), name="dedup-2")
-        stack.produce(events)
-        after = stack.outcomes.wait(mine, 700, timeout=90)[400:]
-        assert len(after) == 300 and {o["status"] for o in after} == {"duplicate"}, collections.Counter(
-            o["status"] for o in after)
+        assert sorted(p.name for p in (workdir / "dedup.state").rglob("delivered-*.db")) == [
+            f"delivered-{p}.db" for p in range(4)]  # the worker's own state directory (PUSHSTREAM_STATE_DIR)
+        seen = 400
+        for name in ("dedup", "dedup-2"):
+            stack.worker.stop()
+            stack.worker = start_worker(workdir, workdir / "dedup.toml", local_env(), name=name)
+            stack.produce(events)
+            after = stack.outcomes.wait(mine, seen + 300, timeout=90)[seen:]
+            assert len(after) == 300 and {o["status"] for o in after} == {"duplicate"}, (name, collections.Counter(
+                o["status"] for o in after))
+            seen += 300
         sent = collections.Counter(e["attributes"]["i"] for r in sandbox.requests(POST_EVENTS)
                                    for e in r["body"]["events"] if e["user_id"].startswith(prefix))
         assert len(sent) == 300 and set(sent.values()) == {1}
