@@ -54,7 +54,8 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     k = config.kafka
     app = PushstreamApp(
         k.app_id, fetch_max_wait=k.fetch_max_wait, broker=k.broker, value_serializer="raw", key_serializer="raw",
-        store="memory://", datadir=config.pipeline.state_dir, autodiscover=False, web_enabled=False, topic_disable_leader=True, topic_partitions=k.partitions,
+        store="memory://", datadir=config.pipeline.state_dir, autodiscover=False, web_enabled=False,
+        topic_disable_leader=True, topic_partitions=k.partitions,
         consumer_auto_offset_reset="earliest", broker_session_timeout=k.session_timeout,
         broker_heartbeat_interval=k.heartbeat_interval, broker_rebalance_timeout=k.rebalance_timeout,
         broker_request_timeout=max(90.0, k.session_timeout + 5), broker_commit_interval=k.commit_interval,
