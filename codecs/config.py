@@ -64,10 +64,12 @@ Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: The longest a job waits for its batch to fill; a full batch goes at once (see streams/steps.py).
     batch_window: Seconds = 1.0
     route_batch: Count = 500
-    #: Jobs one deliver step takes (within `batch_window`); they go out as concurrent requests
-    #: of up to each mapping's `batch_size` (100 for Pushwoosh events).
+    #: Jobs per deliver step, sent as concurrent requests of up to each mapping's `batch_size`
+    #: (100 for Pushwoosh events); with this many waiting, a delivery starts as soon as the one
+    #: in flight is done.
     deliver_batch: Count = 500
     max_event_bytes: Count = 32 * 1024
     request_timeout: Seconds = 10.0
@@ -148,6 +150,11 @@ class Instance:
     #: Instance overrides of the pipeline's retry window / attempt cap (None = pipeline default).
     retry_window: float | None = None
     max_attempts: int | None = None
+
+    @property
+    def request_size(self) -> int:
+        """Most jobs one request carries: the batch size of the largest batched mapping, else 1."""
+        return max((s.batch_size for s in self.subscriptions if s.batched), default=1)
 
     def subscription(self, name: str) -> Subscription | None:
         for s in self.subscriptions:

@@ -83,7 +83,8 @@ decode_dead_letter = msgspec.json.Decoder(DeadLetter).decode
 
 #: A pack holds at most this many jobs and bytes (a job embeds its event: up to ~70 KB). 20
 #: jobs bring a record's reading cost to ~2 us a job; more would only grow what a deliver
-#: agent holds (up to three times `deliver_batch` records: its queue and two takes).
+#: agent holds (up to about four times `deliver_batch` records: its queue, its take, what
+#: waits for a delivery and the delivery in flight).
 PACK_JOBS = 20
 PACK_BYTES = 64 * 1024
 

@@ -24,9 +24,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 import httpx
@@ -39,14 +39,15 @@ from pushstream.codecs.route import Routed, route_record
 from .dedup import Dedup
 from .deliver import Deliverer, Writes
 from .kafka import key_partition
+from .steps import Pending, delivery_steps
 from .transport import PushstreamApp, StallWatch
 from .writer import Record, Writer
 
-__all__ = ["create_app", "delivery_steps"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 RETRY_HOLD_MAX = 5.0  # seconds a retry batch waits for its due time before going back on the topic
+TAKE_WITHIN = 0.02  # seconds a read record may wait for others before its agent sees it
 
 
 def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> faust.App:
@@ -136,7 +137,7 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
                     await stream.ack(event)
 
         try:
-            async for events in stream.noack_take(config.pipeline.route_batch, within=0.02):
+            async for events in stream.noack_take(config.pipeline.route_batch, within=TAKE_WITHIN):
                 async with _or_exit("route"):
                     now = time.time()
                     jobs: list[tuple[str, Job]] = []
@@ -154,29 +155,29 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
                 in_flight.cancel()  # unacked: its events are read again after the restart
 
     async def deliver(instance: Instance, stream: faust.StreamT[bytes]) -> None:
-        """Deliver fresh jobs of one instance: what arrives within a batch window (at most
-        `deliver_batch` records, each one job or a pack), in steps of up to `deliver_batch`
-        jobs, sent as requests of up to each mapping's batch size.
-
-        A batch is delivered while the next one fills (`take_events` would start the next
-        window only after the delivery: an event could wait a delivery, a window and its own
-        delivery). One batch at a time is in flight, so dedup and per-user order see batches
-        in sequence; each event is acked only after its outcome or retry is written."""
+        """Deliver fresh jobs of one instance, one delivery at a time, each in steps of up to
+        `deliver_batch` jobs sent as requests of up to each mapping's batch size. When a
+        delivery starts (a full request waiting, the batch window over, or `deliver_batch` jobs
+        waiting) is `Pending`'s rule, see steps.py. Records are read while a delivery is out;
+        each is acked only after its outcomes or retries are written."""
         name = f"deliver-{instance.name}"
+        pending: Pending[Any, tuple[Job, int]] = Pending(config.pipeline.batch_window, instance.request_size,
+                                                         config.pipeline.deliver_batch)
         in_flight: asyncio.Future[None] | None = None
         entries_written: asyncio.Future[None] | None = None
+        wake = asyncio.Event()  # something was read, or the delivery in flight is done
 
         async def write_entries(entries: list[Record]) -> None:
             async with _or_exit(name):
                 await writer.write(entries)
 
-        async def deliver_then_ack(events: list[Any]) -> None:
+        async def deliver_then_ack(events: list[Any], jobs: list[list[tuple[Job, int]]]) -> None:
             nonlocal entries_written
             async with _or_exit(name):
                 # A record is one job or a pack of them: deliver in steps of `deliver_batch` jobs
                 # and ack each record once all of its jobs are written.
                 acked = 0
-                for pairs, done in delivery_steps(_record_jobs(events), config.pipeline.deliver_batch):
+                for pairs, done in delivery_steps(jobs, config.pipeline.deliver_batch):
                     entries = await deliver_pairs(instance, pairs) if pairs else []
                     for event in events[acked:done]:
                         await stream.ack(event)
@@ -188,12 +189,40 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
                         await entries_written  # one at a time: a slow broker holds the next step
                     entries_written = asyncio.ensure_future(write_entries(entries)) if entries else None
 
+        def idle() -> bool:
+            return in_flight is None or in_flight.done()
+
+        def start_delivery() -> None:
+            nonlocal in_flight
+            in_flight = asyncio.ensure_future(deliver_then_ack(*pending.take()))
+            in_flight.add_done_callback(lambda _: wake.set())
+
+        async def start_when_due() -> None:
+            """Starts a delivery when one is due and none is in flight (the read loop below
+            starts one itself only when `deliver_batch` jobs wait)."""
+            async with _or_exit(name):
+                while True:
+                    timeout = pending.wait(time.monotonic()) if idle() else None
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout)
+                    wake.clear()
+                    if idle() and pending.due(time.monotonic()):
+                        start_delivery()
+
+        starter = asyncio.ensure_future(start_when_due())
         try:
-            async for events in stream.noack_take(config.pipeline.deliver_batch, within=config.pipeline.batch_window):
-                if in_flight is not None:
+            async for events in stream.noack_take(config.pipeline.deliver_batch, within=TAKE_WITHIN):
+                pending.add(events, _record_jobs(events), time.monotonic())
+                if not pending.full():
+                    wake.set()
+                    continue
+                while not idle():  # not reading meanwhile bounds what this agent holds
+                    assert in_flight is not None
                     await in_flight
-                in_flight = asyncio.ensure_future(deliver_then_ack(list(events)))
+                if pending:  # `start_when_due` may have started it as the one in flight ended
+                    start_delivery()
         finally:
+            starter.cancel()
             if in_flight is not None and not in_flight.done():
                 in_flight.cancel()  # unacked: its events are read again after the restart
 
@@ -253,25 +282,6 @@ async def _or_exit(agent: str) -> AsyncIterator[None]:
 def _job_record(topic: str, job: Job) -> Record:
     """Jobs and their retries are keyed by user: per-user order, and a stable dedup partition."""
     return Record(topic, job.key.encode() if job.key else None, encode(job))
-
-
-def delivery_steps(records: Iterable[list[T]], size: int) -> Iterator[tuple[list[T], int]]:
-    """Jobs in steps of at most `size`, in record order: yields (jobs, done), where `done` counts
-    the leading records whose jobs are all in this step or earlier ones (once the step is
-    written, they may be acked). The last step acks every record, even if it has no jobs.
-    Records are read as steps are taken, so one step's jobs are decoded at a time."""
-    pending: list[T] = []
-    owners: list[int] = []  # the record of each pending job
-    count = done = 0
-    for count, jobs in enumerate(records, 1):
-        pending += jobs
-        owners += [count - 1] * len(jobs)
-        while len(pending) >= size:
-            step, pending, owners = pending[:size], pending[size:], owners[size:]
-            done = owners[0] if owners else count
-            yield step, done
-    if pending or done < count:
-        yield pending, count
 
 
 def _record_jobs(events: list[Any]) -> Iterator[list[tuple[Job, int]]]:

@@ -79,3 +79,13 @@ def test_mapping_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
                          {}, tmp_path)
     (sub,) = config.instances[0].subscriptions
     assert sub.mapping({"userId": "u"}) == {"external_id": "u"}
+
+
+def test_request_size_is_the_largest_batch_of_a_batched_mapping() -> None:
+    # Presets: Pushwoosh batches track events (100 a request); a mapping's batch_size lowers it.
+    assert load_config(f"[[destinations]]\n{PW}", {}).instances[0].request_size == 100
+    smaller = load_config(f"[[destinations]]\n{PW}[destinations.presets.\"Track Events\"]\nbatch_size = 40\n", {})
+    assert smaller.instances[0].request_size == 40
+    unbatched = load_config(f"[[destinations]]\n{PW}[destinations.presets.\"Track Events\"]\nenable_batching = false\n",
+                            {})
+    assert unbatched.instances[0].request_size == 1  # each request carries one job
