@@ -20,4 +20,5 @@ def test_bench_quick_run_writes_every_section(tmp_path: Path) -> None:
         assert data[section]["events_per_s"] > 0, section
     assert data["end_to_end"]["latency_p99_ms"] >= data["end_to_end"]["latency_p50_ms"] > 0
     assert data["requests_sent"] > 0
+    assert set(data["two_workers"]["cores_busy"]) == {"workers", "broker", "sandbox", "bench"}
     assert "end to end, 1 worker" in result.stdout
