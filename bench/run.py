@@ -174,6 +174,7 @@ def produce(config: Config, lines: list[bytes], rate: float | None = None) -> di
     """Produce lines (at `rate`/s when given); returns (partition, offset) -> produce time."""
     producer = make_producer(config.kafka.broker)
     sent: dict[tuple[int, int], float] = {}
+    failed: list[str] = []
     t0 = time.time()
     for i, line in enumerate(lines):
         if rate:
@@ -190,6 +191,8 @@ def produce(config: Config, lines: list[bytes], rate: float | None = None) -> di
         def report(err: Any, msg: Any, now: float = now) -> None:
             if err is None:
                 sent[(msg.partition(), msg.offset())] = now
+            else:
+                failed.append(str(err))
 
         while True:
             try:
@@ -198,7 +201,10 @@ def produce(config: Config, lines: list[bytes], rate: float | None = None) -> di
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
-    producer.flush(60)
+    unsent = producer.flush(60)
+    if failed or unsent:  # the run would wait for outcomes of events that never reached the broker
+        raise RuntimeError(f"{len(failed) + unsent} of {len(lines)} events not produced"
+                           f"{f', e.g. {failed[0]}' if failed else ''}")
     return sent
 
 
