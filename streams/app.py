@@ -212,7 +212,8 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         starter = asyncio.ensure_future(start_when_due())
         try:
             async for events in stream.noack_take(config.pipeline.deliver_batch, within=TAKE_WITHIN):
-                pending.add(events, _record_jobs(events), time.monotonic())
+                async with _or_exit(name):
+                    pending.add(events, _record_jobs(events), time.monotonic())
                 if not pending.full():
                     wake.set()
                     continue
