@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from pushstream.streams.samples import sample_events
-
 from pushstream.streams.stack import local_config
 
 from ..conftest import LocalBroker, SandboxClient, Stack, close, launch
