@@ -33,6 +33,7 @@ from typing import Any
 
 import faust
 import msgspec
+from rocksdict import WriteBatch
 
 from pushstream.codecs.records import Job, Outcome, decode_outcome
 
@@ -118,6 +119,8 @@ class Dedup:
         partition), which the caller writes once the outcomes are written. A partition this
         worker no longer holds gets only the changelog record: its new owner reads it there."""
         records = []
+        values: dict[int, bytes] = {}
+        batches: dict[int, WriteBatch | None] = {}  # one write per partition: ~0.3 us an entry, not ~2.5
         for outcome in outcomes:
             if outcome.status not in REMEMBERED:
                 continue
@@ -125,13 +128,19 @@ class Dedup:
             partition = partitions.get(key)
             if partition is None:
                 continue
-            # The bytes Faust's table recovery reads back (str keys and values as JSON strings);
-            # msgspec, not the changelog topic's `prepare_key`: Faust's serializers cost ~20 us a record.
-            record = Record(self.changelog, _json(key), _json(f"{now:.3f}:{partition}"), partition)
-            db = self._db(partition)
-            if db is not None:
-                db.put(record.key, record.value)
+            if partition not in values:
+                # The bytes Faust's table recovery reads back (str keys and values as JSON strings); msgspec,
+                # not the changelog topic's `prepare_key`: Faust's serializers cost ~20 us a record.
+                values[partition] = _json(f"{now:.3f}:{partition}")
+                batches[partition] = WriteBatch(raw_mode=True) if self._db(partition) is not None else None
+            record = Record(self.changelog, _json(key), values[partition], partition)
+            batch = batches[partition]
+            if batch is not None:
+                batch.put(record.key, record.value)
             records.append(record)
+        for partition, batch in batches.items():
+            if batch is not None:
+                self._db(partition).write(batch)
         return records
 
     async def warm_up(self, broker: str, outcomes_topic: str, lookback: float) -> None:
