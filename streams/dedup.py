@@ -120,7 +120,7 @@ class Dedup:
         worker no longer holds gets only the changelog record: its new owner reads it there."""
         records = []
         values: dict[int, bytes] = {}
-        batches: dict[int, WriteBatch | None] = {}  # one write per partition: ~0.3 us an entry, not ~2.5
+        batches: dict[int, tuple[Any, WriteBatch]] = {}  # held partitions: one write each, ~0.3 us an entry, not ~2.5
         for outcome in outcomes:
             if outcome.status not in REMEMBERED:
                 continue
@@ -132,15 +132,15 @@ class Dedup:
                 # The bytes Faust's table recovery reads back (str keys and values as JSON strings); msgspec,
                 # not the changelog topic's `prepare_key`: Faust's serializers cost ~20 us a record.
                 values[partition] = _json(f"{now:.3f}:{partition}")
-                batches[partition] = WriteBatch(raw_mode=True) if self._db(partition) is not None else None
+                db = self._db(partition)
+                if db is not None:
+                    batches[partition] = (db, WriteBatch(raw_mode=True))
             record = Record(self.changelog, _json(key), values[partition], partition)
-            batch = batches[partition]
-            if batch is not None:
-                batch.put(record.key, record.value)
+            if partition in batches:
+                batches[partition][1].put(record.key, record.value)
             records.append(record)
-        for partition, batch in batches.items():
-            if batch is not None:
-                self._db(partition).write(batch)
+        for db, batch in batches.values():
+            db.write(batch)
         return records
 
     async def warm_up(self, broker: str, outcomes_topic: str, lookback: float) -> None:
