@@ -19,6 +19,7 @@ from liquid.exceptions import LiquidError
 from liquid.stringify import to_liquid_string
 
 from .js import UNDEFINED, js_string
+from .mapping_errors import MappingRuntimeError
 
 __all__ = ["LiquidTemplateError", "compile_liquid"]
 
@@ -71,8 +72,6 @@ def compile_liquid(source: str) -> Callable[[Any], Any]:
         raise LiquidTemplateError(f"liquid: {exc.message if hasattr(exc, 'message') else exc}") from exc
 
     def render(payload: Any) -> Any:
-        from .mapping import MappingRuntimeError
-
         data = payload if isinstance(payload, dict) else {}
         try:
             return template.render(**{k: v for k, v in data.items() if v is not UNDEFINED})
