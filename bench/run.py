@@ -36,9 +36,9 @@ import msgspec
 from pushstream.codecs.config import Config, load_config
 from pushstream.codecs.records import encode
 from pushstream.codecs.route import route_record
-from pushstream.streams.broker import start_broker
+from pushstream.streams.local.broker import start_broker
 from pushstream.streams.kafka import bootstrap, create_topics, ensure_topics, make_producer
-from pushstream.streams.stack import Proc, local_config, local_env, start_sandbox, start_worker
+from pushstream.streams.local.stack import Proc, local_config, local_env, start_sandbox, start_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle"
@@ -48,7 +48,7 @@ def corpus(n: int, seed: int = 42) -> list[bytes]:
     """Mostly track events with properties and context, some identify/page/screen, ~1% invalid."""
     import random
 
-    from pushstream.streams.samples import sample_events
+    from pushstream.streams.local.samples import sample_events
 
     rng = random.Random(seed)
     lines = []

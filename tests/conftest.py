@@ -23,10 +23,10 @@ from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from pushstream.codecs.config import Config, load_config
-from pushstream.streams.broker import LocalBroker, free_port, start_broker
-from pushstream.streams.cli import produce_lines
+from pushstream.streams.local.broker import LocalBroker, free_port, start_broker
+from pushstream.streams.produce import produce_lines
 from pushstream.streams.kafka import ensure_topics, make_reader
-from pushstream.streams.stack import Proc, local_config, local_env, start_sandbox, start_worker
+from pushstream.streams.local.stack import Proc, local_config, local_env, start_sandbox, start_worker
 
 EXTRA_DESTINATIONS = """
 [[destinations]]

@@ -19,9 +19,9 @@ import msgspec
 from pushstream.codecs.config import load_config
 from pushstream.codecs.route import route_record
 
+from ..kafka import ensure_topics, read_topic
+from ..produce import produce_lines
 from .broker import start_broker
-from .cli import produce_lines
-from .kafka import ensure_topics, read_topic
 from .samples import sample_events
 from .stack import local_config, local_env, start_sandbox, start_worker
 

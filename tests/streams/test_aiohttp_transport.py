@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from pushstream.streams.aiohttp_transport import AiohttpTransport
-from pushstream.streams.broker import free_port
+from pushstream.streams.local.broker import free_port
 
 from ..conftest import run_served
 

@@ -8,7 +8,7 @@ def test_a_deliver_agent_queues_one_take_of_packs_not_the_app_default() -> None:
     160k jobs per instance in memory."""
     from pushstream.codecs.config import load_config
     from pushstream.streams.app import create_app
-    from pushstream.streams.stack import local_config, local_env
+    from pushstream.streams.local.stack import local_config, local_env
 
     config = load_config(local_config("kafka://127.0.0.1:1", "http://127.0.0.1:1"), local_env())
     agents = create_app(config).agents

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pushstream.streams.cli import replay
-from pushstream.streams.samples import sample_events
+from pushstream.streams.local.samples import sample_events
 
-from pushstream.streams.stack import local_config, local_env, start_worker
+from pushstream.streams.local.stack import local_config, local_env, start_worker
 
 from ..conftest import LocalBroker, SandboxClient, Stack, close, launch
 

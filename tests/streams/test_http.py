@@ -13,7 +13,7 @@ from aiohttp import web
 from pushstream.codecs.config import load_config
 from pushstream.streams.http import AuthError, DestinationClient, PermanentError, RetryableError, classify, \
     parse_retry_after
-from pushstream.streams.sandbox import Sandbox
+from pushstream.streams.local.sandbox import Sandbox
 
 from ..conftest import run_served, serve
 
@@ -67,7 +67,7 @@ def test_faults_from_a_real_server_become_typed_errors() -> None:
         ping = config.instance("pw").destination.ping(config.instance("pw").settings)
         assert (await client.send(ping)).status == 200
         sandbox.faults[:] = []
-        from pushstream.streams.sandbox import Fault
+        from pushstream.streams.local.sandbox import Fault
         sandbox.faults.append(Fault(status=429, retry_after="3", count=1))
         with pytest.raises(RetryableError) as info:
             await client.send(ping)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from pushstream.streams.broker import LocalBroker
+from pushstream.streams.local.broker import LocalBroker
 from pushstream.streams.kafka import create_topics, key_partition, make_producer
 from pushstream.streams.writer import WriteError, Writer
 

@@ -6,8 +6,8 @@ import collections
 from pathlib import Path
 from typing import Any
 
-from pushstream.streams.samples import sample_events
-from pushstream.streams.stack import local_config
+from pushstream.streams.local.samples import sample_events
+from pushstream.streams.local.stack import local_config
 
 from ..conftest import LocalBroker, SandboxClient, Stack, close, launch
 

@@ -1,0 +1,136 @@
+"""What the agents share: the pipeline's topics, its one writer, the dedup table and the deliverers.
+
+`Pipeline.deliver` is the one path from jobs to written outcomes (dedup, HTTP, then outcomes,
+retries and dead letters written), used by the deliver and retry agents alike. `or_exit`
+guards every agent body: Faust acks a batch whose body raised, so the worker exits instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import msgspec
+
+from pushstream.codecs.config import Config, Instance
+from pushstream.codecs.records import Job, Outcome, decode_jobs, encode
+
+from ..dedup import Dedup
+from ..deliver import Deliverer, Writes
+from ..writer import Record, Writer
+
+__all__ = ["TAKE_WITHIN", "Agent", "Pipeline", "Topics", "or_exit", "record_jobs"]
+
+log = logging.getLogger(__name__)
+TAKE_WITHIN = 0.02  # seconds a read record may wait for others before its agent sees it
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The pipeline's topic names (input topics are in `config.kafka.input_topics`)."""
+
+    outcomes: str
+    deadletter: str
+    jobs: dict[str, str]  # by instance name
+    retry: dict[str, str]  # by instance name
+
+    @classmethod
+    def of(cls, config: Config) -> Topics:
+        return cls(outcomes=config.topic("outcomes"), deadletter=config.topic("deadletter"),
+                   jobs={i.name: config.topic("jobs", i.name) for i in config.instances},
+                   retry={i.name: config.topic("retry", i.name) for i in config.instances})
+
+
+class Pipeline:
+    """The writes and the dedup'd delivery path the agents share (one writer, one dedup table)."""
+
+    def __init__(self, config: Config, topics: Topics, writer: Writer, dedup: Dedup,
+                 deliverers: dict[str, Deliverer]) -> None:
+        self.config = config
+        self.topics = topics
+        self.writer = writer
+        self.dedup = dedup
+        self.deliverers = deliverers
+
+    def outcome_record(self, o: Outcome) -> Record:
+        return Record(self.topics.outcomes, (o.message_id or "").encode(), encode(o))
+
+    def job_record(self, topic: str, job: Job) -> Record:
+        """Jobs and their retries are keyed by user: per-user order, and a stable dedup partition."""
+        return Record(topic, job.key.encode() if job.key else None, encode(job))
+
+    async def write_delivery(self, instance: Instance, w: Writes) -> None:
+        """Write a delivery's outcomes, retries and dead letters; returns once the broker has them."""
+        records = [self.outcome_record(o) for o in w.outcomes]
+        records += [self.job_record(self.topics.retry[instance.name], j) for j in w.retries]
+        records += [Record(self.topics.deadletter, d.job.message_id.encode(), encode(d)) for d in w.dead_letters]
+        await self.writer.write(records)
+
+    async def warm_up(self) -> None:
+        """Read recent outcomes into dedup (once per process; later calls wait for the first)."""
+        await self.dedup.warm_up(self.config.kafka.broker, self.topics.outcomes, self.config.pipeline.dedup_lookback)
+
+    async def deliver(self, instance: Instance, pairs: list[tuple[Job, int]]) -> list[Record]:
+        """Deliver fresh jobs, report duplicates, write what happened; returns the dedup entries
+        of the terminal outcomes, for the caller to write now that their outcomes are safe (an
+        entry without its outcome would turn a redelivered job into a `duplicate` that never
+        had a terminal outcome). They are in the table already."""
+        await self.warm_up()
+        fresh, partitions, duplicates = self.dedup.split(pairs, time.time())
+        writes = await self.deliverers[instance.name].deliver(fresh)
+        writes.outcomes.extend(duplicates)
+        await self.write_delivery(instance, writes)
+        return self.dedup.remember(writes.outcomes, partitions, time.time())
+
+
+class Agent:
+    """An agent's unit: `run(stream)` is the agent body Faust calls, `name` its Faust name."""
+
+    name: str
+
+    def faust_fun(self) -> Callable[..., Any]:
+        """`run` as a plain coroutine function named after the agent (Faust names agents, and
+        their actors, after the function it is given)."""
+
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            await self.run(stream)
+
+        agent.__name__ = agent.__qualname__ = self.name.replace("-", "_")
+        agent.__module__ = type(self).__module__
+        return agent
+
+    async def run(self, stream: faust.StreamT[bytes]) -> None:
+        raise NotImplementedError
+
+
+@contextlib.asynccontextmanager
+async def or_exit(agent: str) -> AsyncIterator[None]:
+    """Around one batch: anything escaping it would make Faust ack the batch unprocessed, so the
+    worker exits instead (nothing is committed; the batch is read again after the restart)."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        log.critical("agent %s failed on a batch; exiting so the batch is read again", agent, exc_info=True)
+        logging.shutdown()
+        os._exit(70)
+
+
+def record_jobs(events: list[Any]) -> Iterator[list[tuple[Job, int]]]:
+    """Each record's (job, partition) pairs; none for a record that is not a job or a pack."""
+    for ev in events:
+        msg = ev.message
+        try:
+            yield [(job, msg.partition) for job in decode_jobs(ev.value)]
+        except (msgspec.DecodeError, TypeError):
+            log.error("dropping an unreadable job record topic=%s partition=%s offset=%s", msg.topic, msg.partition,
+                      msg.offset)
+            yield []

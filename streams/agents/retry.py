@@ -1,0 +1,52 @@
+"""The retry agent of one instance: jobs whose due time has come are delivered again.
+
+Reads:  `<prefix>.retry.<instance>` (single jobs with a due time).
+Writes: jobs not due yet back to the same topic (after holding a batch at most
+        `RETRY_HOLD_MAX` seconds for its earliest due time); due jobs through
+        `Pipeline.deliver` (outcomes, further retries, dead letters), then their dedup entries.
+Acks:   a batch once all of that is written (Faust's `take_events` acks it when the loop asks
+        for the next batch; the body never raises, see `or_exit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import faust
+import msgspec
+
+from pushstream.codecs.config import Instance
+
+from ..deliver import Writes
+from .pipeline import Agent, Pipeline, or_exit, record_jobs
+
+__all__ = ["RETRY_HOLD_MAX", "RetryAgent"]
+
+RETRY_HOLD_MAX = 5.0  # seconds a retry batch waits for its due time before going back on the topic
+
+
+class RetryAgent(Agent):
+    """Re-delivers due jobs of one instance; puts the others back on its retry topic."""
+
+    def __init__(self, pipeline: Pipeline, instance: Instance) -> None:
+        self.pipeline = pipeline
+        self.instance = instance
+        self.name = f"retry-{instance.name}"
+
+    async def run(self, stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(100, within=0.5):
+            async with or_exit(self.name):
+                batch = [pair for pairs in record_jobs(events) for pair in pairs]
+                if not batch:
+                    continue
+                wait = min(j.due_at or 0.0 for j, _ in batch) - time.time()
+                if wait > 0:
+                    await asyncio.sleep(min(wait, RETRY_HOLD_MAX))
+                now = time.time()
+                later = [j for j, _ in batch if (j.due_at or 0.0) > now]
+                if later:  # not due yet: back on the retry topic, written before this batch is acked
+                    await self.pipeline.write_delivery(self.instance, Writes(retries=later))
+                ready = [(msgspec.structs.replace(j, due_at=None), p) for j, p in batch if (j.due_at or 0.0) <= now]
+                if ready:
+                    await self.pipeline.writer.write(await self.pipeline.deliver(self.instance, ready))

@@ -1,0 +1,88 @@
+"""The route agent: input records -> jobs (in packs) and outcomes.
+
+Reads:  the input topics (raw bytes; a record that is not a Segment event gets an `invalid` outcome).
+Writes: `<prefix>.jobs.<instance>` in packs (one record per run of up to 20 jobs bound for the
+        same partition, the partition of the job's user key, so per-user order and dedup's
+        co-partitioning hold as for single-job records), and `<prefix>.outcomes` for events it
+        settles itself (invalid, skipped, rejected by field validation).
+Acks:   a batch once everything it produced is acknowledged by the broker. A batch's records are
+        written while the next batch is routed (routing is a fraction of the broker's round trip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+
+from pushstream.codecs.records import Job, Outcome, pack_jobs
+from pushstream.codecs.route import Routed, route_record
+
+from ..kafka import key_partition
+from ..writer import Record
+from .pipeline import TAKE_WITHIN, Agent, Pipeline, or_exit
+
+__all__ = ["RouteAgent"]
+
+log = logging.getLogger(__name__)
+
+
+class RouteAgent(Agent):
+    """Decode, filter and map input records into jobs and outcomes."""
+
+    name = "route"
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.config = pipeline.config
+        self.job_partitions: dict[str, int] = {}  # partition count of each jobs topic, read at start
+        self.in_flight: asyncio.Future[None] | None = None  # the previous batch's write and ack
+
+    async def run(self, stream: faust.StreamT[bytes]) -> None:
+        self.in_flight = None
+        async with or_exit(self.name):  # an agent that raised here would be gone, the worker still up
+            self.job_partitions = await self.pipeline.writer.partitions(list(self.pipeline.topics.jobs.values()))
+        try:
+            async for events in stream.noack_take(self.config.pipeline.route_batch, within=TAKE_WITHIN):
+                async with or_exit(self.name):
+                    records = self.route(events, time.time())
+                if self.in_flight is not None:
+                    await self.in_flight
+                self.in_flight = asyncio.ensure_future(self._write_then_ack(stream, list(events), records))
+        finally:
+            if self.in_flight is not None and not self.in_flight.done():
+                self.in_flight.cancel()  # unacked: its events are read again after the restart
+
+    def route(self, events: list[Any], now: float) -> list[Record]:
+        """The records a batch of input events produces: outcomes, then packs of jobs."""
+        jobs: list[tuple[str, Job]] = []
+        records: list[Record] = []
+        job_topics = self.pipeline.topics.jobs
+        for ev in events:
+            routed = self._route_one(ev, now)
+            jobs += [(job_topics[name], job) for name, job in routed.jobs]
+            records += [self.pipeline.outcome_record(o) for o in routed.outcomes]
+        records += [Record(t, None, value, p) for t, p, value in pack_jobs(jobs, self._partition_of)]
+        return records
+
+    def _partition_of(self, topic: str, job: Job) -> int | None:
+        return key_partition(job.key.encode(), self.job_partitions[topic]) if job.key else None
+
+    def _route_one(self, ev: Any, now: float) -> Routed:
+        msg = ev.message
+        try:
+            return route_record(ev.value or b"", msg.topic, msg.partition, msg.offset, self.config, now)
+        except Exception as exc:  # a bug in routing must cost one outcome, not the stream
+            log.exception("routing failed topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)
+            return Routed(outcomes=[Outcome(message_id=None, status="invalid", error_code="ROUTE_FAILED",
+                                            reason=f"internal error while routing: {type(exc).__name__}", at=now,
+                                            topic=msg.topic, partition=msg.partition, offset=msg.offset)])
+
+    async def _write_then_ack(self, stream: faust.StreamT[bytes], events: list[Any], records: list[Record]) -> None:
+        async with or_exit(self.name):
+            await self.pipeline.writer.write(records)
+            for event in events:
+                await stream.ack(event)
