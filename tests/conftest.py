@@ -54,6 +54,9 @@ ORDER_MAPPING = {
 
 FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST")
 
+POST_EVENTS = "/integration-segment/v1/post-events"
+TRACK_USER = "/integration-segment/v1/track-user"
+
 
 @contextlib.asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[str]:
@@ -229,6 +232,31 @@ def faulty(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterat
     yield s
     sandbox.clear_faults()
     close(s)
+
+
+@pytest.fixture
+def no_faults_left(sandbox: SandboxClient) -> Iterator[None]:
+    """Clears the sandbox's faults after the test (use in modules that inject them)."""
+    yield
+    sandbox.clear_faults()
+
+
+def mine(prefix: str, instance: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    """Selects a test's outcomes by its messageId prefix (and instance)."""
+    return lambda o: (o.get("message_id") or "").startswith(prefix) and (instance is None or o["instance"] == instance)
+
+
+def targeted_events(prefix: str, n: int, targets: str) -> list[dict[str, Any]]:
+    """Track events for the `faulty` worker's instances named in `targets` (see `targeted_instances`)."""
+    return [{"type": "track", "messageId": f"{prefix}-{i:05d}", "userId": f"{prefix}-u{i % 7}", "event": "Ping",
+             "timestamp": "2026-11-23T10:00:00.000Z", "properties": {"targets": targets, "i": i}}
+            for i in range(n)]
+
+
+def sent_for_app(sandbox: SandboxClient, prefix: str, app: str) -> list[dict[str, Any]]:
+    """Requests the sandbox received for this test's users and instance (by app code), in order."""
+    return [r for r in sandbox.requests(POST_EVENTS) if r["headers"].get("X-PW-Appcode") == app
+            and r["body"]["events"][0]["user_id"].startswith(prefix)]
 
 
 @pytest.fixture

@@ -1,0 +1,56 @@
+"""The retry agent end to end: 503s and 429s until recovery, an exhausted retry window, dead letters and
+replay. Real broker, sandbox faults, real worker process."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import pytest
+
+from pushstream.streams.cli import replay
+
+from ...conftest import Stack, mine, sent_for_app, targeted_events
+
+pytestmark = pytest.mark.usefixtures("no_faults_left")
+
+
+def test_503_for_20s_then_recovery_delivers_everything(faulty: Stack, prefix: str) -> None:
+    faulty.sandbox.fault(status=503, duration=20, appcode="APP-FLAKY")
+    started = time.time()
+    faulty.produce(targeted_events(prefix, 50, "flaky"))
+    outcomes = faulty.outcomes.wait(mine(prefix), 50, timeout=120)
+    recovered = max(o["last_attempt_at"] for o in outcomes) - started
+    assert len(outcomes) == 50 and {o["status"] for o in outcomes} == {"delivered"}
+    assert len({o["message_id"] for o in outcomes}) == 50
+    assert all(o["attempts"] > 1 for o in outcomes)
+    statuses = collections.Counter(r["status"] for r in sent_for_app(faulty.sandbox, prefix, "APP-FLAKY"))
+    assert statuses[503] >= 2 and statuses[200] >= 1
+    print(f"\n503 window 20s: all 50 delivered {recovered:.1f}s after produce; "
+          f"max attempts {max(o['attempts'] for o in outcomes)}; requests {dict(statuses)}")
+
+
+def test_429_with_retry_after_pauses_the_instance(faulty: Stack, prefix: str) -> None:
+    faulty.sandbox.fault(status=429, retry_after="2", count=1, appcode="APP-FLAKY")
+    faulty.produce(targeted_events(prefix, 10, "flaky"))
+    outcomes = faulty.outcomes.wait(mine(prefix), 10, timeout=60)
+    assert {o["status"] for o in outcomes} == {"delivered"}
+    requests = sent_for_app(faulty.sandbox, prefix, "APP-FLAKY")
+    assert requests[0]["status"] == 429
+    # Nothing reached the instance for the 2 s it asked for (a lower bound: slowness cannot break it).
+    assert requests[1]["time"] - requests[0]["time"] >= 2.0
+
+
+def test_exhausted_retry_window_dead_letters_and_replay_delivers(faulty: Stack, prefix: str) -> None:
+    faulty.sandbox.fault(status=503, appcode="APP-SHORT", duration=120)
+    faulty.produce(targeted_events(prefix, 8, "short"))
+    failed = faulty.outcomes.wait(mine(prefix), 8, timeout=60)
+    assert {o["status"] for o in failed} == {"failed"}
+    assert all(o["error_code"] == "SERVICE_UNAVAILABLE" and o["attempts"] >= 2 for o in failed)
+    faulty.sandbox.clear_faults()
+    replayed = replay(faulty.config, instance="pw-short", error="503")
+    assert replayed >= 8  # dead letters of earlier runs of this instance would be replayed too
+    delivered = faulty.outcomes.wait(lambda o: mine(prefix)(o) and o["status"] == "delivered", 8, timeout=60)
+    assert sorted(o["message_id"] for o in delivered) == sorted(o["message_id"] for o in failed)
+    for secret in ("sandbox-pushwoosh-key",):
+        assert secret not in faulty.worker.output()

@@ -1,0 +1,124 @@
+"""The route agent end to end: which events become which jobs, and every bad record one `invalid` outcome.
+Real broker (Tansu), real sandbox HTTP server, real worker process."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from pushstream.streams.local.samples import sample_events
+
+from ...conftest import POST_EVENTS, TRACK_USER, Stack, mine
+
+
+def test_only_track_page_screen_reach_the_track_event_action(stack: Stack, prefix: str) -> None:
+    events = sample_events(120, seed=2, prefix=prefix)
+    kinds = collections.Counter(e["type"] for e in events)
+    assert kinds["identify"] and kinds["alias"] and kinds["group"]
+    stack.produce(events)
+    tracked = [e for e in events if e["type"] in ("track", "page", "screen")]
+    identified = [e for e in events if e["type"] == "identify"]
+    expected = len(tracked) + len(identified) + kinds["track"] + len(identified)  # pushwoosh + xtremepush
+    outcomes = [o for o in stack.outcomes.wait(mine(prefix), expected) if o["instance"] != "pushwoosh-custom"]
+    assert len(outcomes) == expected
+    by_action = collections.Counter((o["instance"], o["action"]) for o in outcomes)
+    assert by_action[("pushwoosh-sandbox", "trackEvent")] == len(tracked)
+    assert by_action[("pushwoosh-sandbox", "updateUserProfile")] == len(identified)
+    assert by_action[("xtremepush-sandbox", "track")] == kinds["track"]
+    assert by_action[("xtremepush-sandbox", "identify")] == len(identified)
+
+    sent = [e for r in stack.sandbox.requests(POST_EVENTS) for e in r["body"]["events"]
+            if e["user_id"].startswith(prefix) and "app_id" in e]
+    assert sorted(e["name"] for e in sent) == sorted(e.get("event") or e["name"] for e in tracked)
+    profiles = [r["body"] for r in stack.sandbox.requests(TRACK_USER) if r["body"]["user_id"].startswith(prefix)]
+    assert len(profiles) == len(identified)
+    assert all("email" not in p["attributes"] and "plan" in p["attributes"] for p in profiles)
+
+
+def test_malformed_records_get_invalid_outcomes_and_the_stream_goes_on(stack: Stack, prefix: str) -> None:
+    good = sample_events(3, seed=3, prefix=prefix, mix="track")
+    bad = [
+        b"this is not json",
+        b"[1, 2, 3]",
+        b'{"type": "track", "messageId": "x-missing-event"}',
+        b'{"type": "track", "messageId": 5, "event": "E"}',
+        b'{"type": "teleport", "messageId": "x"}',
+        b'{"type": "track", "event": "\xff\xfe", "messageId": "bad-utf8"}',
+        b'{"type": "track", "messageId": "big", "event": "E", "properties": {"blob": "' + b"x" * 900_000 + b'"}}',
+    ]
+    coords = stack.produce([good[0], *bad[:4], good[1], *bad[4:], good[2]])
+    bad_coords = {c for i, c in enumerate(coords) if i not in (0, 5, 9)}
+    assert None not in bad_coords and len(bad_coords) == len(bad)
+    delivered = stack.outcomes.wait(mine(prefix), 6)
+    assert {o["status"] for o in delivered} == {"delivered"}
+    invalid = stack.outcomes.wait(lambda o: (o["partition"], o["offset"]) in bad_coords, len(bad))
+    assert {o["status"] for o in invalid} == {"invalid"}
+    reasons = " | ".join(o["reason"] for o in invalid)
+    assert "not JSON" in reasons and "expected a JSON object" in reasons
+    assert "missing required field `event`" in reasons and "Expected `str`, got `int` - at `$.messageId`" in reasons
+    assert "unknown event type 'teleport'" in reasons and "not UTF-8" in reasons
+    assert "over the 32768-byte limit" in reasons
+
+
+def test_malformed_records_mixed_into_valid_traffic(stack: Stack, prefix: str) -> None:
+    valid = sample_events(1000, seed=9, prefix=prefix, mix="track")
+    kinds = [b"{not json", b'{"type": "track", "messageId": 1, "event": "E"}', b"\xff\xfe\xfd",
+             b'{"type": "track", "messageId": "x", "event": "E", "properties": {"b": "' + b"y" * 40_000 + b'"}}']
+    records: list[Any] = []
+    for i, event in enumerate(valid):
+        records.append(event)
+        records.append(kinds[i % len(kinds)])
+    coords = stack.produce(records)
+    bad = {coords[i] for i in range(1, len(records), 2)}
+    invalid = stack.outcomes.wait(lambda o: (o.get("partition"), o.get("offset")) in bad
+                                  and o["topic"] == "segment-events", 1000, timeout=120)
+    assert len(invalid) == 1000 and {o["status"] for o in invalid} == {"invalid"}
+    delivered = stack.outcomes.wait(lambda o: mine(prefix, "pushwoosh-sandbox")(o), 1000, timeout=120)
+    assert len(delivered) == 1000 and {o["status"] for o in delivered} == {"delivered"}
+
+
+def test_custom_mapping_from_a_file_with_a_trigger(stack: Stack, prefix: str) -> None:
+    base = {"type": "track", "userId": f"{prefix}-u", "timestamp": "2026-01-02T03:04:05Z",
+            "context": {"library": {"name": "analytics.js"}}}
+    events = [
+        {**base, "messageId": f"{prefix}-big", "event": "Order Completed", "properties": {"revenue": 150, "currency": "EUR"}},
+        {**base, "messageId": f"{prefix}-small", "event": "Order Completed", "properties": {"revenue": 50, "currency": "EUR"}},
+        {**base, "messageId": f"{prefix}-other", "event": "Signed Up", "properties": {"revenue": 500}},
+    ]
+    stack.produce(events)
+    outcomes = stack.outcomes.wait(lambda o: mine(prefix)(o) and o["instance"] == "pushwoosh-custom", 1, settle=3)
+    assert [(o["message_id"], o["mapping"], o["status"]) for o in outcomes] == [
+        (f"{prefix}-big", "Orders only", "delivered")]
+    (request,) = [r for r in stack.sandbox.requests(POST_EVENTS) if r["body"]["events"][0]["user_id"] == f"{prefix}-u"
+                  and "app_code" in r["body"]["events"][0]]
+    assert request["body"] == {"events": [{"user_id": f"{prefix}-u", "app_code": "SANDBOX-APP", "name": "order:EUR",
+                                           "timestamp": "2026-01-02T03:04:05Z",
+                                           "attributes": {"revenue": 150, "currency": "EUR", "channel": "ANALYTICS.JS"}}]}
+
+
+def test_api_keys_never_reach_outcomes_or_logs(stack: Stack, prefix: str) -> None:
+    stack.produce(sample_events(5, seed=4, prefix=prefix))
+    stack.outcomes.wait(mine(prefix), 5)
+    for secret in ("sandbox-pushwoosh-key", "sandbox-xtremepush-key"):
+        assert all(secret not in str(o) for o in stack.outcomes.seen)
+        assert secret not in stack.worker.output()
+
+
+def test_odd_json_gets_one_precise_invalid_outcome_each(stack: Stack, prefix: str) -> None:
+    """Nesting too deep for the decoder, a number out of range and a repeated `type` key: each
+    record one `invalid` outcome with its own reason (they used to say RecursionError, "expected
+    a JSON object" and "unknown event type 'identify'"), and no traceback in the worker's log."""
+    deep = b'{"type": "track", "messageId": "d", "event": "E", "properties": {"a": ' + b"[" * 5_000 + b"]" * 5_000 + b"}}"
+    odd = [deep, b'{"type": "track", "messageId": "n", "event": "E", "properties": {"n": 1e400}}',
+           b'{"type": "track", "type": "identify", "messageId": "t", "event": "E"}']
+    good = sample_events(1, seed=5, prefix=prefix, mix="track")
+    coords = stack.produce([*odd, *good])
+    bad = set(coords[:3])
+    invalid = stack.outcomes.wait(lambda o: (o.get("partition"), o.get("offset")) in bad
+                                  and o["topic"] == "segment-events", 3)
+    reasons = {(o["partition"], o["offset"]): o["reason"] for o in invalid}
+    assert reasons[coords[0]].startswith("nested 5002 levels deep")
+    assert reasons[coords[1]].startswith("number out of range")
+    assert reasons[coords[2]] == "duplicate key `type`"
+    assert {o["status"] for o in stack.outcomes.wait(mine(prefix), 1)} == {"delivered"}
+    assert "RecursionError" not in stack.worker.output()

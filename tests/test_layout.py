@@ -1,0 +1,76 @@
+"""The code's shape: no import cycles in codecs/ or streams/, no module far over 400 lines,
+and the pure core never imports the I/O shell, Kafka or an HTTP client."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"codecs": "pushstream.codecs", "streams": "pushstream.streams"}
+MAX_LINES = 420  # "~400": room for a docstring line or two, not for a second job
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for folder, name in PACKAGES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = [p for p in path.relative_to(ROOT / folder).with_suffix("").parts if p != "__init__"]
+            mods[".".join([name, *parts])] = path
+    return mods
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Every module name an import statement in the file names (also imports inside functions)."""
+    names: set[str] = set()
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join([*base, node.module] if node.module else base)
+            names |= {target, *(f"{target}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+    return names
+
+
+MODULES = _modules()
+GRAPH = {m: {n for n in _imports(m, p) if n in MODULES and n != m} for m, p in MODULES.items()}
+
+
+def _cycle_from(start: str) -> list[str] | None:
+    """A path of imports from `start` back to itself, if there is one."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        node, path = stack.pop()
+        for dep in GRAPH[node]:
+            if dep == start:
+                return [*path, start]
+            if dep not in seen:
+                seen.add(dep)
+                stack.append((dep, [*path, dep]))
+    return None
+
+
+def test_the_import_graph_is_read_from_the_sources() -> None:
+    assert "pushstream.codecs.js" in GRAPH["pushstream.codecs.mapping"]
+    assert "pushstream.streams.agents.pipeline" in GRAPH["pushstream.streams.agents.route"]
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_import_cycle(module: str) -> None:
+    assert _cycle_from(module) is None, " -> ".join(_cycle_from(module) or [])
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_far_over_400_lines(module: str) -> None:
+    assert len(MODULES[module].read_text().splitlines()) <= MAX_LINES
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("pushstream.codecs")))
+def test_the_pure_core_does_no_io(module: str) -> None:
+    imported = {name.split(".")[0] for name in _imports(module, MODULES[module])}
+    assert not imported & {"faust", "confluent_kafka", "aiokafka", "httpx", "aiohttp", "socket", "asyncio"}
+    assert not any(name.startswith("pushstream.streams") for name in _imports(module, MODULES[module]))
