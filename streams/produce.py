@@ -42,7 +42,7 @@ def produce_lines(config: Config, lines: list[bytes], topic: str | None = None,
         try:
             ev = decoder.decode(line)
             key = (ev.get("userId") or ev.get("anonymousId")) if isinstance(ev, dict) else None
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # the worker reports why
             key = None
         while True:
             try:

@@ -49,3 +49,18 @@ def test_preview_prints_exact_requests_with_secrets_masked(tmp_path: Path) -> No
     assert '"app_id": "APP-1"' in out and '"name": "Home"' in out
     assert "pw: POST https://integration-segment.svc-nue.pushwoosh.com/integration-segment/v1/track-user" in out
     assert "xp: POST https://xp.example/api/integration/segment/handle  (1 event(s))" in out
+
+
+def test_preview_shows_odd_json_as_invalid_events_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    deep = b'{"type": "track", "messageId": "d", "event": "E", "properties": {"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}"
+    stdin = b"\n".join([deep, b'{"type": "track", "messageId": "n", "event": "E", "properties": {"n": 1e400}}',
+                        b'{"type": "track", "type": "identify", "messageId": "t", "event": "E"}']) + b"\n"
+    result = subprocess.run([sys.executable, "-m", "pushstream.streams.cli", "preview", "--config",
+                             str(tmp_path / "c.toml")], input=stdin, capture_output=True, timeout=60,
+                            env={"PW_KEY": "pw-secret", "XP_KEY": "xp-secret", "PATH": "/usr/bin:/bin"})
+    out = result.stdout.decode()
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode()[-2000:]
+    assert "event #0: invalid: nested 10002 levels deep" in out
+    assert "event #1: invalid: number out of range" in out
+    assert "event #2: invalid: duplicate key `type`" in out
