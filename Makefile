@@ -1,14 +1,16 @@
-# Two commands matter: `make demo` and `make test`. Both create .venv and install the project first.
+# Two commands matter: `make demo` and `make test`. Both create .venv and install the project first,
+# with the exact versions and hashes in requirements.lock (`make lock` refreshes it from pyproject's ranges).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-latest bench install lock clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,5 +24,23 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/run.py
 
+# Exact versions (with hashes, for every platform) plus the build backend: requirements.lock for
+# `.[dev]` (make install, CI), requirements-runtime.lock for the worker image (Dockerfile).
+LOCK = .venv-lock/bin/uv pip compile pyproject.toml - --universal --python-version 3.11 --generate-hashes -q
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q uv==$(UV_VERSION)
+	printf 'setuptools>=77\n' | $(LOCK) --extra dev -o requirements.lock
+	printf 'setuptools>=77\n' | $(LOCK) -o requirements-runtime.lock
+	rm -rf .venv-lock
+
+# The suite on the newest versions pyproject allows (what a library user may get), in a venv of its own.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade pip
+	.venv-latest/bin/python -m pip install -q --upgrade -e '.[dev]'
+	PUSHSTREAM_TEST_LATEST=1 .venv-latest/bin/python -m pytest -q
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache bench/results
+	rm -rf $(VENV) .venv-latest .venv-lock *.egg-info .pytest_cache bench/results
