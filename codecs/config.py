@@ -25,7 +25,7 @@ from .fql import Trigger, TriggerError, compile_trigger
 from .mapping import Mapping, MappingError, compile_mapping
 from .secret import secret_hook
 
-__all__ = ["Config", "ConfigError", "Instance", "KafkaConfig", "PipelineConfig", "Subscription",
+__all__ = ["Config", "ConfigError", "Instance", "KafkaConfig", "OpsConfig", "PipelineConfig", "Subscription",
            "load_config", "load_config_file"]
 
 MAX_CUSTOM_MAPPINGS = 50
@@ -38,6 +38,11 @@ class ConfigError(ValueError):
         self.errors = errors
         lines = "\n".join(f"  - {e}" for e in errors)
         super().__init__(f"{source} has {len(errors)} mistake{'s' if len(errors) != 1 else ''}:\n{lines}")
+
+
+#: Config numbers that must be positive: a zero batch size or window would stall the stream.
+Count = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -55,12 +60,14 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Longest a fetch waits for records. Kafka answers as soon as a record arrives, so this
     #: only bounds idle polls; a broker that always waits the full time (Tansu) adds it to
     #: every hop, so the local stack lowers it.
-    fetch_max_wait: float = 0.5
+    fetch_max_wait: Seconds = 0.5
+    #: Replicas of the topics pushstream creates (1 suits a one-broker cluster; 3 is usual in production).
+    replication_factor: Count = 1
 
 
-#: Config numbers that must be positive: a zero batch size or window would stall the stream.
-Count = Annotated[int, msgspec.Meta(ge=1)]
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
+class OpsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: Where a worker serves /metrics, /healthz and /readyz (`off` for nowhere); loopback by default.
+    listen: str = "127.0.0.1:6066"
 
 
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -109,15 +116,16 @@ class _DestinationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     settings: dict[str, Any]
     presets: bool | dict[str, _PresetOptions] = True
     mappings: list[_MappingConfig] = msgspec.field(default_factory=list)
-    max_requests_per_second: float | None = None
-    max_connections: int = 10
-    retry_window: float | None = None
-    max_attempts: int | None = None
+    max_requests_per_second: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    max_connections: Count = 10
+    retry_window: Seconds | None = None
+    max_attempts: Count | None = None
 
 
 class _Top(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kafka: dict[str, Any] = msgspec.field(default_factory=dict)
     pipeline: dict[str, Any] = msgspec.field(default_factory=dict)
+    ops: dict[str, Any] = msgspec.field(default_factory=dict)
     destinations: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
@@ -168,6 +176,7 @@ class Config:
     kafka: KafkaConfig
     pipeline: PipelineConfig
     instances: tuple[Instance, ...]
+    ops: OpsConfig = OpsConfig()
 
     def instance(self, name: str) -> Instance:
         for i in self.instances:
@@ -194,11 +203,28 @@ def _where(exc: msgspec.ValidationError, prefix: str) -> str:
 
 
 def _convert(obj: Any, type_: type, where: str, errors: list[str]) -> Any:
+    """`obj` as a `type_` struct, reporting every field's mistake (msgspec stops at the first)."""
+    if isinstance(obj, dict) and isinstance(type_, type) and issubclass(type_, msgspec.Struct):
+        before = len(errors)
+        fields = {f.encode_name: f for f in msgspec.structs.fields(type_)}
+        errors.extend(f"{where}: Object contains unknown field `{key}`" for key in obj if key not in fields)
+        for name, info in fields.items():
+            if name not in obj:
+                if info.required:
+                    errors.append(f"{where}: Object missing required field `{name}`")
+            elif not isinstance(obj[name], dict) or not _is_struct(info.type):  # tables are checked whole below
+                _convert(obj[name], info.type, f"{where}.{name}", errors)
+        if len(errors) > before:
+            return None
     try:
         return msgspec.convert(obj, type_, dec_hook=secret_hook)
     except msgspec.ValidationError as exc:
         errors.append(_where(exc, where))
         return None
+
+
+def _is_struct(type_: Any) -> bool:
+    return isinstance(type_, type) and issubclass(type_, msgspec.Struct)
 
 
 def _settings(raw: dict[str, Any], dest: Destination, where: str, env: dict[str, str], errors: list[str]) -> Any:
@@ -208,6 +234,8 @@ def _settings(raw: dict[str, Any], dest: Destination, where: str, env: dict[str,
         if m:
             if m.group(1) not in env:
                 errors.append(f"{where}.settings.{key}: environment variable {m.group(1)} is not set")
+            elif not env[m.group(1)]:
+                errors.append(f"{where}.settings.{key}: environment variable {m.group(1)} is empty")
             value = env.get(m.group(1), "unset")  # keeps the other settings' checks meaningful
         resolved[key] = value
     return _convert(resolved, dest.settings_type, f"{where}.settings", errors)
@@ -260,12 +288,27 @@ def _compile(
                         compile_validator(action.fields, batch=bool(batching)))
 
 
+#: Mapping keys that are not action fields but Segment reads all the same.
+_MAPPING_OPTIONS = frozenset({"enable_batching", "batch_size"})
+
+
+def _unknown_fields(mapping_json: Any, action: Action, where: str, errors: list[str]) -> None:
+    """A mapping key that is no field of the action would be silently dropped: refuse it."""
+    if not isinstance(mapping_json, dict):
+        return
+    known = {f.name for f in action.fields} | _MAPPING_OPTIONS
+    for key in mapping_json:
+        if key not in known and not key.startswith("__segment"):
+            errors.append(f"{where}.mapping/{key}: {action.key} has no field {key!r}; "
+                          f"its fields: {', '.join(f.name for f in action.fields)}")
+
+
 def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, errors: list[str]) -> Instance | None:
-    where = f"destinations[{i}]"
+    name = raw.get("name") if isinstance(raw, dict) else None
+    where = f"destinations[{i}] ({name})" if isinstance(name, str) else f"destinations[{i}]"
     cfg: _DestinationConfig | None = _convert(raw, _DestinationConfig, where, errors)
     if cfg is None:
         return None
-    where = f"destinations[{i}] ({cfg.name})"
     dest = REGISTRY.get(cfg.type)
     if dest is None:
         errors.append(f"{where}.type: unknown destination {cfg.type!r}; known: {', '.join(sorted(REGISTRY))}")
@@ -301,14 +344,17 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
             errors.append(f"{mwhere}.action: {dest.slug} has no action {m.action!r}; known: {', '.join(dest.actions)}")
             continue
         mapping_json = _mapping_json(m, mwhere, base_dir, errors)
-        if mapping_json is None:
+        if mapping_json is None:  # the trigger's mistakes are still worth reporting now
+            try:
+                compile_trigger(m.subscribe)
+            except TriggerError as exc:
+                errors.append(f"{mwhere}.subscribe: {exc}")
             continue
+        _unknown_fields(mapping_json, action, mwhere, errors)
         sub = _compile(m.name, action, m.subscribe, mapping_json, m.enable_batching, m.batch_size, False,
                        mwhere, errors)
         if sub:
             subs.append(sub)
-    if cfg.max_connections < 1:
-        errors.append(f"{where}.max_connections: must be at least 1")
     if settings is None:
         return None
     return Instance(cfg.name, dest, settings, tuple(subs), (*dest.integration_names, cfg.name),
@@ -327,6 +373,9 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
         raise ConfigError([e.lstrip(": ") for e in errors], source)
     kafka = _convert(top.kafka, KafkaConfig, "kafka", errors)
     pipeline = _convert(top.pipeline, PipelineConfig, "pipeline", errors)
+    ops = _convert(top.ops, OpsConfig, "ops", errors)
+    if not top.destinations:
+        errors.append("destinations: name at least one destination instance ([[destinations]])")
     instances = [_instance(d, i, env, base_dir or Path("."), errors) for i, d in enumerate(top.destinations)]
     names = [i.name for i in instances if i]
     for dup in sorted({n for n in names if names.count(n) > 1}):
@@ -335,7 +384,7 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
         errors.append("kafka.input_topics: name at least one topic")
     if errors:
         raise ConfigError(errors, source)
-    return Config(kafka, pipeline, tuple(i for i in instances if i))
+    return Config(kafka, pipeline, tuple(i for i in instances if i), ops)
 
 
 def load_config_file(path: str | Path, env: dict[str, str]) -> Config:

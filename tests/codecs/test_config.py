@@ -60,7 +60,7 @@ def test_more_than_50_custom_mappings_are_refused() -> None:
 def test_all_mistakes_are_reported_together() -> None:
     text = ("[kafka]\nx = 1\n[[destinations]]\nname = \"a\"\ntype = \"pushwoosh\"\nsettings = { pushwooshAPIKey = \"K\" }\n"
             "[[destinations.mappings]]\nname = \"m\"\naction = \"trackEvent\"\nsubscribe = 'type = \"t\" OR x'\n"
-            "mapping = { a = { \"@path\" = 1 } }\n")
+            "mapping = { name = { \"@path\" = 1 } }\n")  # `name`: an action field (an unknown one is a mistake too)
     errors = _errors(text)
     assert len(errors) == 4, errors
 
@@ -89,3 +89,39 @@ def test_request_size_is_the_largest_batch_of_a_batched_mapping() -> None:
     unbatched = load_config(f"[[destinations]]\n{PW}[destinations.presets.\"Track Events\"]\nenable_batching = false\n",
                             {})
     assert unbatched.instances[0].request_size == 1  # each request carries one job
+
+
+MAPPING = "[[destinations.mappings]]\nname = \"m\"\naction = \"trackEvent\"\nsubscribe = 'type = \"track\"'\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (f"[[destinations]]\n{PW}max_attempts = 0", "destinations[0] (pw).max_attempts: Expected `int` >= 1"),
+    (f"[[destinations]]\n{PW}retry_window = -5", "destinations[0] (pw).retry_window: Expected `float` > 0.0"),
+    (f"[[destinations]]\n{PW}max_requests_per_second = 0", "max_requests_per_second: Expected `float` > 0.0"),
+    (f"[[destinations]]\n{PW}max_connections = 0", "max_connections: Expected `int` >= 1"),
+    ("[kafka]\nbroker = \"kafka://x:1\"", "destinations: name at least one destination instance"),
+    (f"[[destinations]]\n{PW}{MAPPING}mapping = {{ nmae = \"x\" }}",
+     "mappings[0] (m).mapping/nmae: trackEvent has no field 'nmae'; its fields: external_id,"),
+    ("[ops]\nlisten = 1", "ops.listen: Expected `str`, got `int`"),
+    ("[kafka]\nreplication_factor = 0", "kafka.replication_factor: Expected `int` >= 1"),
+])
+def test_out_of_range_values_missing_destinations_and_unknown_output_fields_are_refused(text: str,
+                                                                                      expected: str) -> None:
+    errors = _errors(text)
+    assert any(expected in e for e in errors), errors
+
+
+def test_several_mistakes_in_one_section_are_all_reported() -> None:
+    errors = _errors(f"[pipeline]\nbatch_window = 0\ndeliver_batch = 0\nmax_attempts = \"x\"\nnope = 1\n"
+                     f"[kafka]\npartitions = \"4\"\nbrokr = 1\n[[destinations]]\n{PW}")
+    assert sorted(errors) == sorted([
+        "pipeline: Object contains unknown field `nope`", "pipeline.batch_window: Expected `float` > 0.0",
+        "pipeline.deliver_batch: Expected `int` >= 1", "pipeline.max_attempts: Expected `int`, got `str`",
+        "kafka: Object contains unknown field `brokr`", "kafka.partitions: Expected `int`, got `str`"])
+
+
+def test_a_missing_mapping_file_does_not_hide_its_trigger_mistakes(tmp_path: Path) -> None:
+    errors = _errors(f"[[destinations]]\n{PW}[[destinations.mappings]]\nname = \"m\"\naction = \"trackEvent\"\n"
+                     f"subscribe = 'type = \"track\" AND event = \"x\"'\nmapping_file = \"missing.json\"", base=tmp_path)
+    assert any("mapping_file: cannot read" in e for e in errors), errors
+    assert any(e.startswith("destinations[0] (pw).mappings[0] (m).subscribe: ") for e in errors), errors
