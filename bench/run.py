@@ -230,7 +230,7 @@ def expected_outcomes(config: Config, lines: list[bytes]) -> int:
     return sum(len(r.jobs) + len(r.outcomes) for r in (route_record(x, "t", 0, 0, config, 0.0) for x in lines))
 
 
-READY = "[^Worker]: Ready"
+READY = "Worker]: Ready"  # Faust's worker, or pushstream's QuietWorker
 
 
 def ready_time(log: str) -> float:

@@ -22,6 +22,9 @@ from pushstream.codecs.config import Config
 from .agents import DeliverAgent, Pipeline, RetryAgent, RouteAgent, Topics
 from .dedup import Dedup
 from .deliver import Deliverer
+from .kafka import ensure_topics
+from .metrics import Metrics
+from .ops import OpsServer
 from .transport import PushstreamApp, StallWatch
 from .writer import Writer
 
@@ -39,6 +42,8 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         broker_heartbeat_interval=k.heartbeat_interval, broker_rebalance_timeout=k.rebalance_timeout,
         broker_request_timeout=max(90.0, k.session_timeout + 5), broker_commit_interval=k.commit_interval,
         table_standby_replicas=0, stream_buffer_maxsize=8192, producer_linger=0.005,
+        topic_replication_factor=k.replication_factor,
+        prepare=lambda: ensure_topics(config),  # when the worker starts, never when the app is built
     )
 
     def topic(name: str, maxsize: int | None = None) -> faust.TopicT:
@@ -48,11 +53,14 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
     topics = Topics.of(config)
     inputs = app.topic(*k.input_topics, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    metrics = Metrics()
     writer = Writer(k.broker)
-    deliverers = {i.name: Deliverer(config, i, transport) for i in config.instances}
-    for service in (writer, *deliverers.values()):
+    deliverers = {i.name: Deliverer(config, i, transport, metrics) for i in config.instances}
+    ops = OpsServer(app, config, metrics, writer, deliverers, config.ops.listen)
+    for service in (writer, *deliverers.values(), ops):
         app.add_dependency(service)
-    pipeline = Pipeline(config, topics, writer, Dedup(app, config.pipeline.dedup_window, k.partitions), deliverers)
+    dedup = Dedup(app, config.pipeline.dedup_window, k.partitions)
+    pipeline = Pipeline(config, topics, writer, dedup, deliverers, metrics)
     watch = StallWatch(app, {*k.input_topics, *topics.jobs.values(), *topics.retry.values()})
 
     @app.task

@@ -22,6 +22,7 @@ from pushstream.codecs.plan import PlannedRequest, plan_requests
 from pushstream.codecs.records import DeadLetter, Job, Outcome
 
 from .http import DeliveryError, DestinationClient, PermanentError, Response, RetryableError
+from .metrics import Metrics
 from .pacing import RateLimiter, backoff
 
 __all__ = ["Deliverer", "Writes"]
@@ -42,9 +43,10 @@ class Deliverer(mode.Service):
     """One destination instance's delivery path: owns its httpx client and its rate limiter."""
 
     def __init__(self, config: Config, instance: Instance, transport: httpx.AsyncBaseTransport | None = None,
-                 **kwargs: object) -> None:
+                 metrics: Metrics | None = None, **kwargs: object) -> None:
         self.config = config
         self.instance = instance
+        self.metrics = metrics or Metrics()
         self.pipeline = config.pipeline
         self.limiter = RateLimiter(instance.max_requests_per_second)
         self.retry_window = instance.retry_window or self.pipeline.retry_window
@@ -96,13 +98,16 @@ class Deliverer(mode.Service):
         async with self._concurrency:
             for attempts in range(1, self.pipeline.inline_retries + 2):
                 await self.limiter.acquire()
+                sent = time.monotonic()
                 try:
                     response = await self.client.send(plan.request)
                     error = None
+                    self._count(plan, str(response.status), sent)
                     self.limiter.on_success()
                     break
                 except RetryableError as exc:
                     error = exc
+                    self._count(plan, str(exc.status or exc.code.lower()), sent)
                     if exc.status == 429:
                         self.limiter.on_throttled(exc.retry_after)
                     wait = backoff(attempts, self.pipeline.backoff_base, self.pipeline.backoff_max, exc.retry_after)
@@ -112,8 +117,10 @@ class Deliverer(mode.Service):
                     await asyncio.sleep(wait)
                 except DeliveryError as exc:
                     error = exc
+                    self._count(plan, str(exc.status or exc.code.lower()), sent)
                     break
                 except Exception as exc:  # unknown failure: treat as retryable, keep the stream alive
+                    self._count(plan, "unexpected", sent)
                     log.exception("instance=%s unexpected send failure", self.instance.name)
                     error = RetryableError(f"unexpected: {type(exc).__name__}: {exc}", code="UNEXPECTED")
                     break
@@ -135,6 +142,9 @@ class Deliverer(mode.Service):
         if error is not None:
             log.warning("instance=%s request failed: events=%d attempts=%d code=%s status=%s elapsed_ms=%.1f",
                         self.instance.name, len(plan.jobs), attempts, error.code, error.status, (last - first) * 1000)
+
+    def _count(self, plan: PlannedRequest, status: str, sent: float) -> None:
+        self.metrics.request(self.instance.name, plan.request.path, status, time.monotonic() - sent, len(plan.jobs))
 
     def _retry_or_fail(self, writes: Writes, job: Job, error: RetryableError, tries: int, started: float,
                        last: float, batch_id: str | None, size: int | None) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiokafka
@@ -132,10 +133,19 @@ class PushstreamApp(faust.App):
     """A Faust app whose Kafka consumer waits at most `fetch_max_wait` seconds per fetch and
     uses the fetch loop above, with the lean monitor."""
 
-    def __init__(self, *args: Any, fetch_max_wait: float | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait: float | None = None,
+                 prepare: Callable[[], object] | None = None, **kwargs: Any) -> None:
         self.fetch_max_wait = fetch_max_wait
+        self.prepare = prepare
         kwargs.setdefault("Monitor", LeanMonitor)
         super().__init__(*args, **kwargs)
+
+    async def on_first_start(self) -> None:
+        """Runs `prepare` (e.g. creating topics) in a thread before the consumer starts, so that
+        building or importing the app touches no network."""
+        if self.prepare is not None:
+            await asyncio.to_thread(self.prepare)
+        await super().on_first_start()
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -257,6 +258,16 @@ def sent_for_app(sandbox: SandboxClient, prefix: str, app: str) -> list[dict[str
     """Requests the sandbox received for this test's users and instance (by app code), in order."""
     return [r for r in sandbox.requests(POST_EVENTS) if r["headers"].get("X-PW-Appcode") == app
             and r["body"]["events"][0]["user_id"].startswith(prefix)]
+
+
+def needs_tool(name: str) -> bool:
+    """Whether a command-line tool the test uses (Debian's promtool, prometheus, docker-compose)
+    is on PATH: in CI (.ci/run installs them) a missing one fails the test, elsewhere skips it."""
+    if shutil.which(name):
+        return True
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is not installed; .ci/run installs it")
+    pytest.skip(f"{name} is not installed (Debian package: see .ci/run)")
 
 
 @pytest.fixture

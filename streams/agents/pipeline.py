@@ -24,6 +24,7 @@ from pushstream.codecs.records import Job, Outcome, decode_jobs, encode
 
 from ..dedup import Dedup
 from ..deliver import Deliverer, Writes
+from ..metrics import Metrics
 from ..writer import Record, Writer
 
 __all__ = ["TAKE_WITHIN", "Agent", "Pipeline", "Topics", "or_exit", "record_jobs"]
@@ -52,12 +53,13 @@ class Pipeline:
     """The writes and the dedup'd delivery path the agents share (one writer, one dedup table)."""
 
     def __init__(self, config: Config, topics: Topics, writer: Writer, dedup: Dedup,
-                 deliverers: dict[str, Deliverer]) -> None:
+                 deliverers: dict[str, Deliverer], metrics: Metrics) -> None:
         self.config = config
         self.topics = topics
         self.writer = writer
         self.dedup = dedup
         self.deliverers = deliverers
+        self.metrics = metrics
 
     def outcome_record(self, o: Outcome) -> Record:
         return Record(self.topics.outcomes, (o.message_id or "").encode(), encode(o))
@@ -72,6 +74,11 @@ class Pipeline:
         records += [self.job_record(self.topics.retry[instance.name], j) for j in w.retries]
         records += [Record(self.topics.deadletter, d.job.message_id.encode(), encode(d)) for d in w.dead_letters]
         await self.writer.write(records)
+        self.metrics.outcomes(w.outcomes)
+        if w.retries:
+            self.metrics.retries.labels(instance.name).inc(len(w.retries))
+        if w.dead_letters:
+            self.metrics.dead_letters.labels(instance.name).inc(len(w.dead_letters))
 
     async def warm_up(self) -> None:
         """Read recent outcomes into dedup (once per process; later calls wait for the first)."""

@@ -48,25 +48,26 @@ class RouteAgent(Agent):
         try:
             async for events in stream.noack_take(self.config.pipeline.route_batch, within=TAKE_WITHIN):
                 async with or_exit(self.name):
-                    records = self.route(events, time.time())
+                    records, outcomes = self.route(events, time.time())
                 if self.in_flight is not None:
                     await self.in_flight
-                self.in_flight = asyncio.ensure_future(self._write_then_ack(stream, list(events), records))
+                self.in_flight = asyncio.ensure_future(self._write_then_ack(stream, list(events), records, outcomes))
         finally:
             if self.in_flight is not None and not self.in_flight.done():
                 self.in_flight.cancel()  # unacked: its events are read again after the restart
 
-    def route(self, events: list[Any], now: float) -> list[Record]:
-        """The records a batch of input events produces: outcomes, then packs of jobs."""
+    def route(self, events: list[Any], now: float) -> tuple[list[Record], list[Outcome]]:
+        """The records a batch of input events produces (outcomes, then packs of jobs), and the outcomes."""
         jobs: list[tuple[str, Job]] = []
-        records: list[Record] = []
+        outcomes: list[Outcome] = []
         job_topics = self.pipeline.topics.jobs
         for ev in events:
             routed = self._route_one(ev, now)
             jobs += [(job_topics[name], job) for name, job in routed.jobs]
-            records += [self.pipeline.outcome_record(o) for o in routed.outcomes]
+            outcomes += routed.outcomes
+        records = [self.pipeline.outcome_record(o) for o in outcomes]
         records += [Record(t, None, value, p) for t, p, value in pack_jobs(jobs, self._partition_of)]
-        return records
+        return records, outcomes
 
     def _partition_of(self, topic: str, job: Job) -> int | None:
         return key_partition(job.key.encode(), self.job_partitions[topic]) if job.key else None
@@ -81,8 +82,11 @@ class RouteAgent(Agent):
                                             reason=f"internal error while routing: {type(exc).__name__}", at=now,
                                             topic=msg.topic, partition=msg.partition, offset=msg.offset)])
 
-    async def _write_then_ack(self, stream: faust.StreamT[bytes], events: list[Any], records: list[Record]) -> None:
+    async def _write_then_ack(self, stream: faust.StreamT[bytes], events: list[Any], records: list[Record],
+                              outcomes: list[Outcome]) -> None:
         async with or_exit(self.name):
             await self.pipeline.writer.write(records)
             for event in events:
                 await stream.ack(event)
+            self.pipeline.metrics.read(ev.message.topic for ev in events)
+            self.pipeline.metrics.outcomes(outcomes)

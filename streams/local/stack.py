@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def local_env() -> dict[str, str]:
 class Proc:
     process: subprocess.Popen[bytes]
     log: Path
+    #: A worker's /metrics, /healthz and /readyz base URL.
+    ops_url: str | None = None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         if self.process.poll() is None:
@@ -80,6 +83,19 @@ class Proc:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait for a worker's Ready line; raise (and stop it) if it exits or takes longer."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.output()
+            if "Worker]: Ready" in text:
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{text[-4000:]}")
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.output()[-4000:]}")
+
 
 def start_sandbox(workdir: Path, port: int | None = None, app_codes: tuple[str, ...] = ()) -> tuple[Proc, str]:
     """Start the sandbox; it accepts the sandbox Pushwoosh key with SANDBOX-APP and `app_codes`."""
@@ -95,25 +111,20 @@ def start_sandbox(workdir: Path, port: int | None = None, app_codes: tuple[str, 
 
 
 def start_worker(workdir: Path, config_path: Path, env: dict[str, str] | None = None, name: str = "worker",
-                 ready_timeout: float = 90.0) -> Proc:
-    """Start `pushstream worker` and wait until Faust says it is ready. Its local state lives in
-    `<workdir>/<name>.state`, so workers of different names are like workers on different hosts
-    and a worker started again under its name finds its state."""
+                 ready_timeout: float = 90.0, *, args: Sequence[str] = (), wait: bool = True) -> Proc:
+    """Start `pushstream worker` (with `args`) and, with `wait`, wait until it says it is ready.
+    Its local state lives in `<workdir>/<name>.state`, so workers of different names are like
+    workers on different hosts and a worker started again under its name finds its state. Its
+    ops endpoints get a free port (`Proc.ops_url`)."""
     log = workdir / f"{name}.log"
     log.write_bytes(b"")
-    full_env = {**os.environ, "PUSHSTREAM_STATE_DIR": str(workdir / f"{name}.state"), **(env or {}),
-                "PUSHSTREAM_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "worker", "--config", str(config_path)],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full_env,  # noqa: SIM115
+    ops = f"127.0.0.1:{free_port()}"
+    full_env = {**os.environ, "PUSHSTREAM_STATE_DIR": str(workdir / f"{name}.state"), "PUSHSTREAM_OPS_LISTEN": ops,
+                **(env or {}), "PUSHSTREAM_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "worker", "--config", str(config_path),
+                             *args], stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full_env,  # noqa: SIM115
                             cwd=workdir, start_new_session=True)
-    worker = Proc(proc, log)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        text = worker.output()
-        if "Ready" in text and "Worker" in text:
-            return worker
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}:\n{text[-4000:]}")
-        time.sleep(0.2)
-    worker.stop()
-    raise TimeoutError(f"worker not ready after {ready_timeout}s:\n{worker.output()[-4000:]}")
+    worker = Proc(proc, log, f"http://{ops}")
+    if wait:
+        worker.wait_ready(ready_timeout)
+    return worker

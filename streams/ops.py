@@ -1,0 +1,147 @@
+"""The worker's operator endpoints: `/metrics` (Prometheus), `/healthz` and `/readyz`.
+
+A small aiohttp server owned by a mode Service, bound to `ops.listen` (127.0.0.1:6066 by
+default; `PUSHSTREAM_OPS_LISTEN` overrides, `off` disables). Faust's own web view stays off:
+it binds every interface and serves nothing an operator needs.
+
+- `/healthz`: 200 while the event loop answers.
+- `/readyz`: 200 once the broker answers, the consumer group is joined, partitions are
+  assigned and every agent runs; otherwise 503 with the reasons, one per line.
+Gauges that are read, not counted (lag, retry backlog, rate limits, pauses), are refreshed on
+each scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+import mode
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pushstream.codecs.config import Config
+
+from .deliver import Deliverer
+from .metrics import Metrics
+from .writer import Writer
+
+__all__ = ["OpsServer", "parse_listen"]
+
+log = logging.getLogger(__name__)
+BROKER_CHECK_TIMEOUT = 3.0  # seconds /readyz waits for the broker's metadata
+BROKER_CHECK_CACHE = 1.0  # seconds a broker check answers repeated probes
+
+
+def parse_listen(listen: str) -> tuple[str, int] | None:
+    """`host:port` (or `off`/empty for no server) as (host, port)."""
+    if listen.strip().lower() in ("", "off"):
+        return None
+    host, _, port = listen.rpartition(":")
+    return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+class OpsServer(mode.Service):
+    """Serves metrics and health for one worker's app."""
+
+    def __init__(self, app: faust.App, config: Config, metrics: Metrics, writer: Writer,
+                 deliverers: dict[str, Deliverer], listen: str, **kwargs: Any) -> None:
+        self.app = app
+        self.config = config
+        self.metrics = metrics
+        self.writer = writer
+        self.deliverers = deliverers
+        self.address = parse_listen(listen)
+        self.joined = False  # a rebalance has completed since start
+        self._runner: web.AppRunner | None = None
+        self._broker_checked = (0.0, "not checked yet")
+        super().__init__(**kwargs)
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)
+
+    async def _on_rebalance_complete(self, sender: Any = None, **kwargs: Any) -> None:
+        self.joined = True
+
+    async def on_start(self) -> None:
+        if self.address is None:
+            return
+        web_app = web.Application()
+        web_app.router.add_get("/metrics", self._metrics)
+        web_app.router.add_get("/healthz", self._healthz)
+        web_app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(web_app, access_log=None)
+        await self._runner.setup()
+        host, port = self.address
+        await web.TCPSite(self._runner, host, port).start()
+        log.info("metrics and health on http://%s:%d (/metrics /healthz /readyz)", host, port)
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        reasons = await self.not_ready()
+        if reasons:
+            return web.Response(status=503, text="not ready:\n" + "".join(f"- {r}\n" for r in reasons))
+        return web.Response(text="ready\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.refresh()
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def not_ready(self) -> list[str]:
+        """Why this worker is not ready to do its job (empty when it is)."""
+        reasons = []
+        broker = await self._broker_problem()
+        if broker:
+            reasons.append(broker)
+        if not self.joined or self.app.rebalancing:
+            reasons.append("consumer group not joined yet (rebalancing)")
+        elif not self.app.consumer.assignment():
+            reasons.append("no partitions assigned to this worker")
+        for name, agent in self.app.agents.items():
+            if not agent.started or agent.crashed or any(actor.crashed for actor in list(agent._actors)):
+                reasons.append(f"agent {name} is not running")
+        return reasons
+
+    async def _broker_problem(self) -> str | None:
+        checked_at, problem = self._broker_checked
+        if time.monotonic() - checked_at > BROKER_CHECK_CACHE:
+            try:
+                await asyncio.to_thread(self.writer.producer.list_topics, timeout=BROKER_CHECK_TIMEOUT)
+                problem = ""
+            except Exception as exc:  # KafkaException: its text names the transport failure
+                problem = f"cannot reach Kafka at {self.config.kafka.broker}: {exc}"
+            self._broker_checked = (time.monotonic(), problem)
+        return problem or None
+
+    def refresh(self) -> None:
+        """Set the read-off gauges: consumer lag, retry backlog, rate limits, pauses."""
+        m = self.metrics
+        consumer = self.app.consumer
+        retry_topics = {self.config.topic("retry", name): name for name in self.deliverers}
+        backlog = dict.fromkeys(self.deliverers, 0)
+        m.lag.clear()
+        for tp in consumer.assignment():
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            read = consumer._read_offset.get(tp)
+            position = (read + 1) if read is not None else (consumer._committed_offset.get(tp) or 0)
+            # Max with 0: Tansu's high watermark can lag the records already read (README).
+            lag = max(0, (high or 0) - position)
+            m.lag.labels(tp.topic, str(tp.partition)).set(lag)
+            if tp.topic in retry_topics:
+                backlog[retry_topics[tp.topic]] += lag
+        for name, deliverer in self.deliverers.items():
+            m.retry_backlog.labels(name).set(backlog[name])
+            m.rate_limit.labels(name).set(deliverer.limiter.rate or 0)
+            m.paused.labels(name).set(1 if deliverer.limiter.paused_for > 0 else 0)
+        m.up.set(sum(1 for agent in self.app.agents.values() if agent.started and not agent.crashed))
