@@ -1,164 +1,157 @@
-"""The `pushstream` command: worker, produce, outcomes, preview, check, replay, sandbox, broker, demo."""
+"""The `pushstream` command: worker, produce, outcomes, status, preview, check, replay, sandbox, broker, demo.
+
+A user error ends a command with one line on stderr and a documented exit code, never a
+traceback: 2 a bad config or usage, 3 Kafka unreachable, 4 an input file that cannot be read
+or an unknown instance, 1 records Kafka refused or anything else that failed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
+import contextlib
 import os
 import sys
 import time
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import msgspec
+from rich.console import Console
 
-from pushstream.codecs.config import Config, ConfigError, load_config_file
-from pushstream.codecs.plan import plan_requests
-from pushstream.codecs.records import Job, decode_dead_letter, decode_outcome, encode
-from pushstream.codecs.route import route_record
+from pushstream.codecs.config import Config, ConfigError
 
-from .kafka import ensure_topics, make_producer, read_topic
-from .produce import produce_lines
+from . import environ
+from .kafka import BrokerUnreachable, check_broker, ensure_topics
 
 __all__ = ["main"]
 
+EXIT_FAILED, EXIT_CONFIG, EXIT_BROKER, EXIT_INPUT = 1, 2, 3, 4
 
-def _config(path: str) -> Config:
+
+class UserError(Exception):
+    """A mistake of the user's: one line and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _config(args: argparse.Namespace, broker: bool = False) -> Config:
+    """The config (environment overrides applied); with `broker`, also check Kafka answers."""
     try:
-        return load_config_file(path, dict(os.environ))
+        config = environ.load(args.config)
     except ConfigError as exc:
-        sys.exit(f"pushstream: {exc}")
+        raise UserError(str(exc), EXIT_CONFIG) from None
+    if broker:
+        check_broker(config.kafka.broker)
+    return config
 
 
-def _lines(source: str) -> list[bytes]:
-    stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
-    with stream:
-        return [line.rstrip(b"\r\n") for line in stream if line.strip()]
+def _instance(config: Config, name: str | None) -> None:
+    if name is not None and name not in {i.name for i in config.instances}:
+        known = ", ".join(i.name for i in config.instances)
+        raise UserError(f"no instance {name!r} in the config (instances: {known})", EXIT_INPUT)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    """Run the agents: `faust -A pushstream.streams.worker worker` with this config."""
-    os.environ["PUSHSTREAM_CONFIG"] = args.config
-    from faust.cli.faust import cli
+    """Run the agents (the app of `pushstream.streams.worker`) with a short start and our log format."""
+    config = _config(args, broker=True)
+    os.environ[environ.CONFIG_ENV] = args.config
+    from . import logs
+    from .worker import app
 
-    sys.argv = ["faust", "-A", "pushstream.streams.worker", "worker", "--without-web", "--loglevel", args.loglevel]
-    cli(prog_name="pushstream worker")
+    level = args.loglevel.upper()
+    app.conf.loghandlers = [logs.handler(args.log_format, everything=level == "DEBUG")]
+    instances = ", ".join(f"{i.name} ({i.destination.slug})" for i in config.instances)
+    intro = [f"pushstream worker: config {args.config}, broker {config.kafka.broker}",
+             f"instances: {instances}; reading {', '.join(config.kafka.input_topics)}",
+             f"joining consumer group {config.kafka.app_id}; Ready follows"]
+    worker = logs.QuietWorker(app, intro=intro, loglevel=level, quiet=True,
+                              logging_config={"version": 1, "disable_existing_loggers": False, "root": {"level": level}})
+    worker.execute_from_commandline()
 
 
 def cmd_produce(args: argparse.Namespace) -> None:
-    config = _config(args.config)
+    from .produce import ProduceError, produce_lines, read_lines
+
+    config = _config(args)
+    try:
+        lines, numbers = read_lines(args.file)
+    except OSError as exc:
+        raise UserError(f"cannot read {args.file}: {exc.strerror or exc}", EXIT_INPUT) from None
+    check_broker(config.kafka.broker)
     ensure_topics(config)
-    n = sum(c is not None for c in produce_lines(config, _lines(args.file), args.topic, sys.stderr))
-    print(f"produced {n} records to {args.topic or config.kafka.input_topics[0]}")
+    topic = args.topic or config.kafka.input_topics[0]
+    try:
+        produce_lines(config, lines, topic, progress=sys.stderr.isatty(), numbers=numbers)
+    except ProduceError as exc:
+        raise UserError(str(exc)) from None
+    print(f"produced {len(lines)} records to {topic}")
 
 
 def cmd_outcomes(args: argparse.Namespace) -> None:
-    config = _config(args.config)
-    counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
-    for _, _, _, _, value in read_topic(config.kafka.broker, [config.topic("outcomes")],
-                                        idle_timeout=args.idle, max_wait=args.max_wait):
-        o = decode_outcome(value)
-        counts[(o.instance or "-", o.action or "-", o.status)] += 1
-        if not args.summary:
-            print(value.decode())
+    from .outcomes import OutcomeFilter, Summary, read_outcomes
+
+    config = _config(args, broker=True)
+    _instance(config, args.instance)
+    since = time.time() - args.since if args.since is not None else None
+    keep = OutcomeFilter(args.instance, args.status, args.action, since)
+    summary = Summary()
+    console = Console(stderr=True)
+    with console.status("reading outcomes…") if args.summary and console.is_terminal else contextlib.nullcontext():
+        for outcome, raw in read_outcomes(config.kafka.broker, config.topic("outcomes"), since=since,
+                                          follow=args.follow, idle=args.idle, max_wait=args.max_wait):
+            if outcome is None or not keep(outcome):
+                continue
+            if args.summary:
+                summary.add(outcome)
+            else:
+                print(raw.decode(errors="replace"), flush=args.follow)
     if args.summary:
-        for (inst, action, status), n in sorted(counts.items()):
-            print(f"{inst:24} {action:20} {status:10} {n}")
+        summary.render(Console())
 
 
-def _mask(headers: dict[str, str]) -> dict[str, str]:
-    return {k: (v.split(" ", 1)[0] + " ********" if k.lower() == "authorization" else v) for k, v in headers.items()}
+def cmd_status(args: argparse.Namespace) -> None:
+    from .status import gather, render
 
-
-def preview(config: Config, lines: list[bytes], out: TextIO) -> None:
-    """Print, per event and instance, which mappings fired and the exact requests that would be sent."""
-    jobs: dict[str, list[Job]] = collections.defaultdict(list)
-    now = time.time()
-    for i, line in enumerate(lines):
-        routed = route_record(line, "preview", 0, i, config, now)
-        out.write(f"event #{i}: ")
-        if routed.outcomes and routed.outcomes[0].status == "invalid":
-            out.write(f"invalid: {routed.outcomes[0].reason}\n")
-            continue
-        ids = {o.message_id for o in routed.outcomes} | {j.message_id for _, j in routed.jobs}
-        out.write(f"messageId={next(iter(ids), '-')}\n")
-        for name, job in routed.jobs:
-            out.write(f"  {name} / {job.mapping} ({job.action}): {'batched' if job.batched else 'sent alone'}\n")
-            jobs[name].append(job)
-        for o in routed.outcomes:
-            out.write(f"  {o.instance} / {o.mapping} ({o.action}): {o.status}: {o.reason}\n")
-        if not routed.jobs and not routed.outcomes:
-            out.write("  no mapping fired\n")
-    for name, batch in jobs.items():
-        inst = config.instance(name)
-        headers = _mask({**inst.destination.auth_headers(inst.settings), "content-type": "application/json"})
-        plans, _ = plan_requests(inst, batch)
-        for plan in plans:
-            url = inst.destination.base_url(inst.settings) + plan.request.path
-            out.write(f"\n{name}: {plan.request.method} {url}  ({len(plan.jobs)} event(s))\n")
-            for k, v in headers.items():
-                out.write(f"  {k}: {v}\n")
-            out.write(msgspec.json.format(msgspec.json.encode(plan.request.body), indent=2).decode() + "\n")
+    config = _config(args, broker=True)
+    status = gather(config)
+    if args.json:
+        print(msgspec.json.encode(status).decode())
+    else:
+        render(status, Console())
 
 
 def cmd_preview(args: argparse.Namespace) -> None:
-    preview(_config(args.config), _lines(args.file), sys.stdout)
+    from .preview import preview
+    from .produce import read_lines
 
-
-async def check_credentials(config: Config, name: str) -> tuple[bool, str]:
-    """Call the instance's credential check (Pushwoosh ping); returns (accepted, explanation)."""
-    from .http import AuthError, DeliveryError, DestinationClient
-
-    inst = config.instance(name)
-    if inst.destination.ping is None:
-        return False, f"{inst.destination.title} has no credential check endpoint; send a test event instead"
-    client = DestinationClient(inst, config.pipeline.request_timeout)
+    config = _config(args)
     try:
-        response = await client.send(inst.destination.ping(inst.settings))
-        return True, f"credentials accepted ({response.status})"
-    except AuthError as exc:
-        return False, f"credentials rejected: {exc.reason}"
-    except DeliveryError as exc:
-        return False, f"could not check: {exc.reason}"
-    finally:
-        await client.aclose()
+        lines, _ = read_lines(args.file)
+    except OSError as exc:
+        raise UserError(f"cannot read {args.file}: {exc.strerror or exc}", EXIT_INPUT) from None
+    preview(config, lines, sys.stdout)
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    ok, text = asyncio.run(check_credentials(_config(args.config), args.instance))
+    from .preview import check_credentials
+
+    config = _config(args)
+    _instance(config, args.instance)
+    ok, text = asyncio.run(check_credentials(config, args.instance))
     print(f"{args.instance}: {text}")
-    sys.exit(0 if ok else 1)
-
-
-def replay(config: Config, *, instance: str | None = None, action: str | None = None, since: float | None = None,
-           until: float | None = None, error: str | None = None, idle: float = 2.0) -> int:
-    """Re-send dead-lettered jobs (matching the filters) to their jobs topic; returns how many."""
-    producer = make_producer(config.kafka.broker)
-    names = {i.name for i in config.instances}
-    sent = 0
-    for _, _, _, _, value in read_topic(config.kafka.broker, [config.topic("deadletter")], idle_timeout=idle):
-        dl = decode_dead_letter(value)
-        job = dl.job
-        if (instance and job.instance != instance) or (action and job.action != action) or job.instance not in names:
-            continue
-        if (since and dl.failed_at < since) or (until and dl.failed_at > until):
-            continue
-        if error and error not in f"{dl.error_code} {dl.reason}":
-            continue
-        fresh = msgspec.structs.replace(job, attempts=0, first_attempt_at=None, due_at=None, last_error=None)
-        producer.produce(config.topic("jobs", job.instance), value=encode(fresh),
-                         key=job.key.encode() if job.key else None)
-        producer.poll(0)
-        sent += 1
-    if producer.flush(30):
-        raise RuntimeError("not every replayed job was acknowledged by the broker")
-    return sent
+    sys.exit(0 if ok else EXIT_FAILED)
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    n = replay(_config(args.config), instance=args.instance, action=args.action, since=args.since,
-               until=args.until, error=args.error)
+    from .replay import replay
+
+    config = _config(args, broker=True)
+    _instance(config, args.instance)
+    n = replay(config, instance=args.instance, action=args.action, since=args.since, until=args.until,
+               error=args.error)
     print(f"replayed {n} dead-lettered job(s)")
 
 
@@ -175,41 +168,52 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
 
 
 def cmd_broker(args: argparse.Namespace) -> None:
-    from .local.broker import start_broker
+    from .local.broker import serve_broker
 
-    broker = start_broker(args.port)
-    print(f"broker on {broker.url} (Ctrl-C stops it)", flush=True)
     try:
-        broker.process.wait()
-    except KeyboardInterrupt:
-        broker.stop()
+        serve_broker(args.port, lambda b: print(f"broker on {b.url} (Ctrl-C or SIGTERM stops it)", flush=True))
+    except RuntimeError as exc:  # the dev extra is missing
+        raise UserError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     from .local.demo import run_demo
 
     sys.exit(run_demo(args.events, Path(args.workdir) if args.workdir else None))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pushstream", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pushstream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Any, help_: str, config: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable[[argparse.Namespace], None], help_: str,
+            config: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         if config:
-            p.add_argument("--config", default=os.environ.get("PUSHSTREAM_CONFIG", "pushstream.toml"))
+            p.add_argument("--config", default=environ.config_path(), help="config file (or PUSHSTREAM_CONFIG)")
         p.set_defaults(fn=fn)
         return p
 
-    add("worker", cmd_worker, "run the agents (faust worker)").add_argument("--loglevel", default="info")
+    p = add("worker", cmd_worker, "run the agents")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
     p = add("produce", cmd_produce, "produce JSONL events (file or -) to the input topic")
     p.add_argument("file", nargs="?", default="-")
     p.add_argument("--topic")
-    p = add("outcomes", cmd_outcomes, "print outcome records (or a summary) from the beginning")
-    p.add_argument("--summary", action="store_true")
+    p = add("outcomes", cmd_outcomes, "print outcome records (or a summary), oldest first")
+    p.add_argument("--summary", action="store_true", help="totals, top reasons and latency percentiles")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new outcomes until Ctrl-C")
+    p.add_argument("--instance")
+    p.add_argument("--status", choices=["delivered", "rejected", "failed", "invalid", "skipped", "duplicate"])
+    p.add_argument("--action")
+    p.add_argument("--since", type=float, metavar="SECONDS", help="only outcomes of the last SECONDS")
     p.add_argument("--idle", type=float, default=3.0, help="stop after this many seconds without a record")
-    p.add_argument("--max-wait", type=float, default=300.0)
+    p.add_argument("--max-wait", type=float, default=None, help="stop after this many seconds in any case")
+    p = add("status", cmd_status, "per instance: lag, recent outcomes, last error, paused")
+    p.add_argument("--json", action="store_true")
     p = add("preview", cmd_preview, "show the HTTP requests events would cause (no Kafka)")
     p.add_argument("file", nargs="?", default="-")
     p = add("check", cmd_check, "check an instance's credentials")
@@ -228,8 +232,27 @@ def main(argv: list[str] | None = None) -> None:
     p = add("demo", cmd_demo, "broker + sandbox + worker + 1,000 events, then a summary", config=False)
     p.add_argument("--events", type=int, default=1000)
     p.add_argument("--workdir")
-    args = parser.parse_args(argv)
-    args.fn(args)
+    return parser
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"pushstream: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args: Any = _parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except UserError as exc:
+        _fail(str(exc), exc.code)
+    except BrokerUnreachable as exc:
+        _fail(str(exc), EXIT_BROKER)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:  # `pushstream outcomes | head`
+        sys.stderr.close()
+        sys.exit(0)
 
 
 if __name__ == "__main__":

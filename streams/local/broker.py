@@ -6,12 +6,14 @@ Kafka cluster (see docker-compose.yml).
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LocalBroker", "free_port", "start_broker", "wait_for_port"]
+__all__ = ["LocalBroker", "free_port", "serve_broker", "start_broker", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -65,7 +67,32 @@ def start_broker(port: int | None = None, log_path: str | None = None) -> LocalB
         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port(port)
-    except TimeoutError:
+    except BaseException:  # also a signal while it starts: never leave it running
         proc.kill()
         raise
     return LocalBroker(proc, port)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def serve_broker(port: int, announce: Callable[[LocalBroker], None]) -> None:
+    """`pushstream broker`: start Tansu, `announce` it, run until it exits or SIGTERM/SIGINT/SIGHUP,
+    which stop it first (a broker left behind by its launcher would hold the port). The
+    handlers are in place before the broker starts, so no signal can slip between."""
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+    broker = None
+    try:
+        broker = start_broker(port)
+        announce(broker)
+        broker.process.wait()
+    except _Stopped:
+        pass
+    finally:
+        if broker is not None:
+            broker.stop()

@@ -1,12 +1,19 @@
-"""CLI commands that need no Kafka: preview."""
+"""The CLI: preview (no Kafka), one-line errors and exit codes, commands without a broker, the broker launcher."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
+import pytest
+
+from pushstream.streams.local.broker import LocalBroker, free_port, wait_for_port
 
 CONFIG = """
 [[destinations]]
@@ -20,6 +27,7 @@ type = "xtremepush"
 settings = { url = "https://xp.example/", apiKey = "${XP_KEY}" }
 presets = { "Send User Profile Data" = { enabled = false } }
 """
+ENV = {"PW_KEY": "pw-secret", "XP_KEY": "xp-secret"}
 
 
 def test_preview_prints_exact_requests_with_secrets_masked(tmp_path: Path) -> None:
@@ -64,3 +72,90 @@ def test_preview_shows_odd_json_as_invalid_events_without_a_traceback(tmp_path: 
     assert "event #0: invalid: nested 10002 levels deep" in out
     assert "event #1: invalid: number out of range" in out
     assert "event #2: invalid: duplicate key `type`" in out
+
+
+def _run(args: list[str], env: dict[str, str] | None = None, stdin: bytes | None = None,
+         timeout: float = 60) -> tuple[int, str, float]:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pushstream.streams.cli", *args], input=stdin, capture_output=True,
+                            timeout=timeout, env={**os.environ, **(env or {})})
+    return result.returncode, (result.stdout + result.stderr).decode(errors="replace"), time.monotonic() - started
+
+
+@pytest.fixture
+def no_broker_config(tmp_path: Path) -> Path:
+    """A config whose broker nothing listens on (a free loopback port)."""
+    path = tmp_path / "c.toml"
+    path.write_text(f'[kafka]\nbroker = "kafka://127.0.0.1:{free_port()}"\n' + CONFIG)
+    return path
+
+
+@pytest.mark.parametrize("command", [["worker"], ["produce", "-"], ["outcomes"], ["replay"], ["status"]])
+def test_without_a_broker_every_command_says_so_in_one_line_within_10_s(command: list[str],
+                                                                        no_broker_config: Path) -> None:
+    code, out, took = _run([*command, "--config", str(no_broker_config)], ENV, stdin=b'{"type": "track"}\n')
+    assert code == 3 and took < 10, (code, took, out)
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 3, out
+    assert "cannot reach Kafka at kafka://127.0.0.1:" in out and "connection refused" in out, out
+
+
+def test_pushstream_broker_env_var_is_honoured_by_produce(no_broker_config: Path, broker: LocalBroker) -> None:
+    code, out, _ = _run(["produce", "-", "--config", str(no_broker_config), "--topic", "cli-env-test"],
+                        {**ENV, "PUSHSTREAM_BROKER": broker.url}, stdin=b'{"type": "track", "messageId": "e"}\n')
+    assert code == 0 and "produced 1 records to cli-env-test" in out, out
+
+
+def test_user_errors_are_one_line_and_an_exit_code(tmp_path: Path, no_broker_config: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    config = str(tmp_path / "c.toml")
+    code, out, _ = _run(["preview", str(tmp_path / "missing.jsonl"), "--config", config], ENV)
+    assert code == 4 and out.strip() == f"pushstream: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"
+    code, out, _ = _run(["check", "nope", "--config", config], ENV)
+    assert code == 4 and out.strip() == "pushstream: no instance 'nope' in the config (instances: pw, xp)"
+    code, out, _ = _run(["produce", str(tmp_path / "missing.jsonl"), "--config", str(no_broker_config)], ENV)
+    assert code == 4 and "cannot read" in out and "Traceback" not in out
+    code, out, _ = _run(["outcomes", "--config", str(tmp_path / "nope.toml")], ENV)
+    assert code == 2 and "cannot read" in out and "Traceback" not in out
+
+
+def test_produce_fails_when_kafka_refuses_a_record_naming_its_file_line(tmp_path: Path, broker: LocalBroker) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[kafka]\nbroker = "{broker.url}"\n' + CONFIG)
+    events = tmp_path / "events.jsonl"
+    too_big = b'{"type": "track", "messageId": "big", "event": "E", "properties": {"b": "' + b"x" * 2_000_000 + b'"}}'
+    events.write_bytes(b'{"type": "track", "messageId": "ok", "event": "E"}\n\n' + too_big + b"\n")
+    code, out, _ = _run(["produce", str(events), "--config", str(config), "--topic", "cli-refused"], ENV)
+    assert code == 1 and "Kafka refused 1 of 2 records (line 3: " in out and "Traceback" not in out, out
+
+
+def test_importing_the_worker_module_needs_no_broker(no_broker_config: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", "import pushstream.streams.worker"], capture_output=True,
+                            timeout=60, env={**os.environ, **ENV, "PUSHSTREAM_CONFIG": str(no_broker_config)})
+    assert result.returncode == 0 and time.monotonic() - started < 10, result.stderr.decode()
+    assert b"Connect to" not in result.stderr and not result.stderr.strip(), result.stderr.decode()
+
+
+def test_sigterm_to_pushstream_broker_stops_the_broker_it_started() -> None:
+    port = free_port()
+    launcher = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "broker", "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        launcher.send_signal(signal.SIGTERM)  # to the launcher alone, not its process group
+        launcher.wait(20)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _listening(port):
+            time.sleep(0.2)
+        assert not _listening(port), "the broker outlived its launcher"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

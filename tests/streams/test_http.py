@@ -108,7 +108,7 @@ def test_headers_reach_the_wire_as_segment_sends_them() -> None:
 
 
 def test_credential_check_command_accepts_and_refuses() -> None:
-    from pushstream.streams.cli import check_credentials
+    from pushstream.streams.preview import check_credentials
 
     async def body(url: str, sandbox: Sandbox) -> None:
         assert await check_credentials(_config(url), "pw") == (True, "credentials accepted (200)")

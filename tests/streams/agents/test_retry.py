@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pushstream.streams.cli import replay
+from pushstream.streams.replay import replay
 
 from ...conftest import Stack, mine, sent_for_app, targeted_events
 
