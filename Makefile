@@ -31,7 +31,7 @@ lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install -q uv==$(UV_VERSION)
 	printf 'setuptools>=77\n' | $(LOCK) --extra dev -o requirements.lock
-	printf 'setuptools>=77\n' | $(LOCK) -o requirements-runtime.lock
+	printf 'setuptools>=77\n' | $(LOCK) -c requirements.lock -o requirements-runtime.lock  # the same versions
 	rm -rf .venv-lock
 
 # The suite on the newest versions pyproject allows (what a library user may get), in a venv of its own.

@@ -11,6 +11,7 @@
    produce->outcome latency at a fixed offered rate of half the measured maximum.
 3. Kafka floor: a Faust app with the same settings that writes one small record per event.
 4. scale-out: end to end with two workers in one group.
+5. intake: events/s through `pushstream intake`'s /v1/batch against a bare producer (bench/intake.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from pushstream.codecs.route import route_record
 from pushstream.streams.local.broker import start_broker
 from pushstream.streams.kafka import bootstrap, create_topics, ensure_topics, make_producer
 from pushstream.streams.local.stack import Proc, local_config, local_env, start_sandbox, start_worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from intake import run_intake  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle"
@@ -383,6 +387,7 @@ def main() -> None:
         busy = cores_busy(results["end_to_end"])
         results["two_workers"]["cores_allow"] = round(min(2.0, (os.cpu_count() or 1) / busy), 2) if busy else None
         results["requests_sent"] = len(httpx.get(f"{url}/_sandbox/requests", timeout=30).json())
+        results["intake"] = run_intake(broker, local_config(broker.url, url), workdir, 2_000 if args.quick else 20_000)
     finally:
         sandbox.stop()
         broker.stop()
@@ -416,7 +421,12 @@ def table(r: dict[str, Any]) -> str:
              f"{r['machine']['cpus']} cores allow ~{r['two_workers']['cores_allow']}x)"),
             ("cores busy, 1 worker", f"{cores_busy(r['end_to_end']):.2f}", cores(r["end_to_end"])),
             ("cores busy, 2 workers", f"{cores_busy(r['two_workers']):.2f}", cores(r["two_workers"])),
-            ("HTTP requests sent", str(r["requests_sent"]), "")]
+            ("HTTP requests sent", str(r["requests_sent"]), ""),
+            ("intake, /v1/batch", f"{r['intake']['events_per_s']:,} ev/s",
+             f"{r['intake']['ratio_vs_bare']}x a bare producer ({r['intake']['bare_producer_events_per_s']:,} ev/s), "
+             f"{r['intake']['clients']} clients x {r['intake']['batch']} events"),
+            ("intake at half load", f"p50 {r['intake']['latency_p50_ms']} ms",
+             f"p99 {r['intake']['latency_p99_ms']} ms at {r['intake']['half_load_events_per_s']:,} ev/s")]
     return "\n".join(f"{a:24} {b:>16}   {c}" for a, b, c in rows)
 
 

@@ -23,7 +23,8 @@ from .destinations import REGISTRY, Action, Destination
 from .fields import Validator, compile_validator
 from .fql import Trigger, TriggerError, compile_trigger
 from .mapping import Mapping, MappingError, compile_mapping
-from .secret import secret_hook
+from .intake import IntakeConfig, load_intake
+from .secret import resolve_env, secret_hook
 
 __all__ = ["Config", "ConfigError", "Instance", "KafkaConfig", "OpsConfig", "PipelineConfig", "Subscription",
            "load_config", "load_config_file"]
@@ -126,6 +127,7 @@ class _Top(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kafka: dict[str, Any] = msgspec.field(default_factory=dict)
     pipeline: dict[str, Any] = msgspec.field(default_factory=dict)
     ops: dict[str, Any] = msgspec.field(default_factory=dict)
+    intake: dict[str, Any] | None = None
     destinations: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
@@ -177,6 +179,7 @@ class Config:
     pipeline: PipelineConfig
     instances: tuple[Instance, ...]
     ops: OpsConfig = OpsConfig()
+    intake: IntakeConfig | None = None  # `pushstream intake`'s [intake] section, when there is one
 
     def instance(self, name: str) -> Instance:
         for i in self.instances:
@@ -190,7 +193,6 @@ class Config:
         return f"{base}.{instance}" if instance else base
 
 
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -228,16 +230,7 @@ def _is_struct(type_: Any) -> bool:
 
 
 def _settings(raw: dict[str, Any], dest: Destination, where: str, env: dict[str, str], errors: list[str]) -> Any:
-    resolved = {}
-    for key, value in raw.items():
-        m = _ENV_REF.match(value) if isinstance(value, str) else None
-        if m:
-            if m.group(1) not in env:
-                errors.append(f"{where}.settings.{key}: environment variable {m.group(1)} is not set")
-            elif not env[m.group(1)]:
-                errors.append(f"{where}.settings.{key}: environment variable {m.group(1)} is empty")
-            value = env.get(m.group(1), "unset")  # keeps the other settings' checks meaningful
-        resolved[key] = value
+    resolved = {key: resolve_env(value, f"{where}.settings.{key}", env, errors) for key, value in raw.items()}
     return _convert(resolved, dest.settings_type, f"{where}.settings", errors)
 
 
@@ -361,8 +354,11 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
                     cfg.max_requests_per_second, cfg.max_connections, cfg.retry_window, cfg.max_attempts)
 
 
-def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, source: str = "config") -> Config:
-    """Parse, check and compile a TOML config; raises `ConfigError` listing every mistake."""
+def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, source: str = "config", *,
+                intake: bool = False) -> Config:
+    """Parse, check and compile a TOML config; raises `ConfigError` listing every mistake. The
+    [intake] section's write keys must be set only with `intake` (for `pushstream intake`): a
+    worker sharing the file needs no intake secrets."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -374,6 +370,7 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
     kafka = _convert(top.kafka, KafkaConfig, "kafka", errors)
     pipeline = _convert(top.pipeline, PipelineConfig, "pipeline", errors)
     ops = _convert(top.ops, OpsConfig, "ops", errors)
+    intake_config = load_intake(top.intake, env, errors, secrets=intake) if top.intake is not None else None
     if not top.destinations:
         errors.append("destinations: name at least one destination instance ([[destinations]])")
     instances = [_instance(d, i, env, base_dir or Path("."), errors) for i, d in enumerate(top.destinations)]
@@ -384,14 +381,14 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
         errors.append("kafka.input_topics: name at least one topic")
     if errors:
         raise ConfigError(errors, source)
-    return Config(kafka, pipeline, tuple(i for i in instances if i), ops)
+    return Config(kafka, pipeline, tuple(i for i in instances if i), ops, intake_config)
 
 
-def load_config_file(path: str | Path, env: dict[str, str]) -> Config:
+def load_config_file(path: str | Path, env: dict[str, str], *, intake: bool = False) -> Config:
     """Read and load a config file; mapping files are resolved relative to it."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError([f"cannot read {p}: {exc.strerror}"], str(p)) from None
-    return load_config(text, env, p.parent, str(p))
+    return load_config(text, env, p.parent, str(p), intake=intake)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-__all__ = ["Secret", "secret_hook"]
+__all__ = ["Secret", "resolve_env", "secret_hook"]
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
 class Secret:
@@ -38,3 +41,17 @@ def secret_hook(type_: type, obj: Any) -> Any:
             raise ValueError("Expected a non-empty string")
         return Secret(obj)
     raise NotImplementedError(type_)
+
+
+def resolve_env(value: Any, where: str, env: dict[str, str], errors: list[str]) -> Any:
+    """`"${NAME}"` -> the environment variable NAME (a mistake in `errors` when it is unset or
+    empty; then a placeholder, so that other checks stay meaningful); any other value as it is."""
+    m = _ENV_REF.match(value) if isinstance(value, str) else None
+    if m is None:
+        return value
+    name = m.group(1)
+    if name not in env:
+        errors.append(f"{where}: environment variable {name} is not set")
+    elif not env[name]:
+        errors.append(f"{where}: environment variable {name} is empty")
+    return env.get(name) or "unset"

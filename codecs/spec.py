@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Alias", "Delete", "Event", "Group", "Identify", "InvalidEvent", "Page", "Screen",
+__all__ = ["Alias", "Delete", "Event", "Group", "Identify", "InvalidEvent", "Page", "Screen", "input_key",
            "SegmentEvent", "Track", "decode_event"]
 
 Obj = dict[str, Any]
@@ -101,6 +101,16 @@ class Event(msgspec.Struct, frozen=True):
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def input_key(event: Any) -> str | None:
+    """The Kafka key of an input record, from its decoded JSON: userId, else anonymousId (one
+    user's events stay in order on one partition). `pushstream produce` and the intake both key
+    records with it."""
+    if not isinstance(event, dict):
+        return None
+    key = event.get("userId") or event.get("anonymousId")
+    return key if isinstance(key, str) else None
 
 
 def _depth(raw: bytes) -> int:

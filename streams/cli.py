@@ -1,4 +1,4 @@
-"""The `pushstream` command: worker, produce, outcomes, status, preview, check, replay, sandbox, broker, demo.
+"""The `pushstream` command: worker, intake, produce, outcomes, status, preview, check, replay, sandbox, broker, demo.
 
 A user error ends a command with one line on stderr and a documented exit code, never a
 traceback: 2 a bad config or usage, 3 Kafka unreachable, 4 an input file that cannot be read
@@ -37,10 +37,10 @@ class UserError(Exception):
         self.code = code
 
 
-def _config(args: argparse.Namespace, broker: bool = False) -> Config:
+def _config(args: argparse.Namespace, broker: bool = False, intake: bool = False) -> Config:
     """The config (environment overrides applied); with `broker`, also check Kafka answers."""
     try:
-        config = environ.load(args.config)
+        config = environ.load(args.config, intake=intake)
     except ConfigError as exc:
         raise UserError(str(exc), EXIT_CONFIG) from None
     if broker:
@@ -69,6 +69,28 @@ def cmd_worker(args: argparse.Namespace) -> None:
              f"joining consumer group {config.kafka.app_id}; Ready follows"]
     worker = logs.QuietWorker(app, intro=intro, loglevel=level, quiet=True,
                               logging_config={"version": 1, "disable_existing_loggers": False, "root": {"level": level}})
+    worker.execute_from_commandline()
+
+
+def cmd_intake(args: argparse.Namespace) -> None:
+    """Serve Segment's Tracking API for the config's [intake] sources."""
+    import mode
+
+    from . import logs
+    from .intake import IntakeServer
+
+    config = _config(args, intake=True)
+    if config.intake is None:
+        raise UserError(f"{args.config} has no [intake] section (listen, and [[intake.sources]] with name, "
+                        "write_key, topic)", EXIT_CONFIG)
+    try:
+        check_broker(config.kafka.broker)
+    except BrokerUnreachable as exc:  # requests will get 503 until it answers; say so, keep serving
+        print(f"pushstream: warning: {exc}", file=sys.stderr)
+    level = args.loglevel.upper()
+    worker = mode.Worker(IntakeServer(config, config.intake), loglevel=level, quiet=True,
+                         loghandlers=[logs.handler(args.log_format, everything=level == "DEBUG")],
+                         logging_config={"version": 1, "disable_existing_loggers": False, "root": {"level": level}})
     worker.execute_from_commandline()
 
 
@@ -198,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = add("worker", cmd_worker, "run the agents")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p = add("intake", cmd_intake, "serve Segment's HTTP Tracking API in front of Kafka")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p = add("produce", cmd_produce, "produce JSONL events (file or -) to the input topic")

@@ -12,6 +12,7 @@ from confluent_kafka import KafkaException
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pushstream.codecs.config import Config
+from pushstream.codecs.spec import input_key
 
 from .kafka import make_producer
 
@@ -62,8 +63,7 @@ def produce_lines(config: Config, lines: Sequence[bytes], topic: str | None = No
         task = bar.add_task("produce", total=len(lines))
         for i, line in enumerate(lines):
             try:
-                ev = decoder.decode(line)
-                key = (ev.get("userId") or ev.get("anonymousId")) if isinstance(ev, dict) else None
+                key = input_key(decoder.decode(line))
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # the worker reports why
                 key = None
             while True:

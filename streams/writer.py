@@ -67,8 +67,9 @@ class _Pending:
 class Writer(mode.Service):
     """One producer per worker; `write(records)` returns once the broker has acked all of them."""
 
-    def __init__(self, broker_url: str, **kwargs: object) -> None:
+    def __init__(self, broker_url: str, producer_config: dict[str, object] | None = None, **kwargs: object) -> None:
         self.broker_url = broker_url
+        self.producer_config = producer_config or {}
         self._producer: Producer | None = None
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
@@ -79,7 +80,7 @@ class Writer(mode.Service):
     def producer(self) -> Producer:
         # Created on first use: agents may start writing before this service's on_start.
         if self._producer is None:
-            self._producer = make_producer(self.broker_url)
+            self._producer = make_producer(self.broker_url, **self.producer_config)
             # Delivery reports are served by this thread, so the event loop never blocks in poll().
             self._poller = threading.Thread(target=self._poll, args=(self._producer,), name="pushstream-writer",
                                             daemon=True)

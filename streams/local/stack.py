@@ -15,7 +15,7 @@ import httpx
 
 from .broker import free_port, wait_for_port
 
-__all__ = ["Proc", "local_config", "start_sandbox", "start_worker"]
+__all__ = ["Proc", "local_config", "start_intake", "start_sandbox", "start_worker"]
 
 SANDBOX_PW_KEY = "sandbox-pushwoosh-key"
 SANDBOX_PW_APP = "SANDBOX-APP"
@@ -128,3 +128,24 @@ def start_worker(workdir: Path, config_path: Path, env: dict[str, str] | None = 
     if wait:
         worker.wait_ready(ready_timeout)
     return worker
+
+
+def start_intake(workdir: Path, config_path: Path, env: dict[str, str], port: int, timeout: float = 60.0) -> Proc:
+    """Start `pushstream intake` (its config listens on `port`) and wait until /healthz answers."""
+    log = workdir / f"intake-{port}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "intake", "--config", str(config_path)],
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, cwd=workdir, start_new_session=True)
+    intake = Proc(proc, log, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"intake exited with {proc.returncode}:\n{intake.output()[-4000:]}")
+        try:
+            if httpx.get(f"{intake.ops_url}/healthz", timeout=1).status_code == 200:
+                return intake
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    intake.stop()
+    raise TimeoutError(f"intake not up after {timeout}s:\n{intake.output()[-4000:]}")

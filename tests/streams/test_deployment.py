@@ -75,7 +75,9 @@ def test_docker_compose_accepts_the_file_and_wires_health_metrics_and_the_sandbo
                                  "XTREMEPUSH_API_KEY": "x", "KAFKA_REPLICATION_FACTOR": "3"})
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert set(services) == {"kafka", "worker", "prometheus", "sandbox", "worker-sandbox"}
+    assert set(services) == {"kafka", "worker", "intake", "prometheus", "sandbox", "worker-sandbox"}
+    assert services["intake"]["environment"]["PUSHSTREAM_INTAKE_LISTEN"] == "0.0.0.0:8088"
+    assert "/readyz" in " ".join(services["intake"]["healthcheck"]["test"])
     for name in ("worker", "worker-sandbox"):
         assert "/readyz" in " ".join(services[name]["healthcheck"]["test"]) and services[name]["restart"]
         assert services[name]["environment"]["PUSHSTREAM_OPS_LISTEN"] == "0.0.0.0:6066"
