@@ -24,13 +24,13 @@ import datetime as dt
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
 from .secret import resolve_env
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "PATHS", "IntakeConfig", "IntakeError", "Source", "authenticate",
+__all__ = ["MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "PATHS", "Accepted", "IntakeConfig", "IntakeError", "Source", "authenticate",
            "events_of", "load_intake", "parse_body", "settings_for"]
 
 MAX_EVENT_BYTES = 32 * 1024
@@ -155,29 +155,37 @@ def _parse_time(value: Any) -> dt.datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(value)  # 3.11: also "Z" and most ISO 8601 forms
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """UTC with milliseconds and a Z, as Segment writes times (isoformat: ~10x strftime's speed)."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def events_of(kind: str | None, body: dict[str, Any], now: float,
-              new_id: Callable[[], str]) -> list[dict[str, Any]]:
-    """The events a request carries (`kind`: the call's type, None for a batch), enriched.
-    Raises `IntakeError` for a malformed batch or an event over the size limit."""
+class Accepted(NamedTuple):
+    """One enriched event and its JSON, as it goes to Kafka."""
+
+    event: dict[str, Any]
+    raw: bytes
+
+
+def events_of(kind: str | None, body: dict[str, Any], now: float, new_id: Callable[[], str]) -> list[Accepted]:
+    """The events a request carries (`kind`: the call's type, None for a batch), enriched, with
+    their JSON. Raises `IntakeError` for a malformed batch or an event over the size limit."""
     if kind is None:
         batch = body.get("batch")
         if not isinstance(batch, list):
             raise IntakeError(400, "invalid_request", "a batch request needs a `batch` list")
         defaults = {k: body[k] for k in ("context", "integrations") if isinstance(body.get(k), dict)}
-        raw_events = [dict(e) if isinstance(e, dict) else e for e in batch]
+        raw_events = batch
     else:
         defaults, raw_events = {}, [{**body, "type": kind}]
     received = dt.datetime.fromtimestamp(now, dt.UTC)
+    received_iso = _iso(received)
     request_sent = body.get("sentAt")
     out = []
     for i, event in enumerate(raw_events):
@@ -186,24 +194,26 @@ def events_of(kind: str | None, body: dict[str, Any], now: float,
         event.pop("writeKey", None)
         for key, value in defaults.items():
             event.setdefault(key, value)
-        if not isinstance(event.get("messageId"), str) or not event["messageId"]:
+        message_id = event.get("messageId")
+        if not isinstance(message_id, str) or not message_id:
             event["messageId"] = new_id()
-        event["receivedAt"] = _iso(received)
+        event["receivedAt"] = received_iso
         sent_at = event.get("sentAt", request_sent)
         if sent_at is not None:
             event["sentAt"] = sent_at
-        original, sent = _parse_time(event.get("timestamp")), _parse_time(sent_at)
-        if original is not None:
-            event["originalTimestamp"] = event["timestamp"]
-            skew = (sent - original) if sent is not None else dt.timedelta(0)
-            event["timestamp"] = _iso(received - skew) if sent is not None else event["timestamp"]
+        original = _parse_time(event.get("timestamp"))
+        if original is None:
+            event["timestamp"] = received_iso
         else:
-            event["timestamp"] = _iso(received)
-        size = len(_encode(event))
-        if size > MAX_EVENT_BYTES:
+            event["originalTimestamp"] = event["timestamp"]
+            sent = _parse_time(sent_at)
+            if sent is not None:
+                event["timestamp"] = _iso(received - (sent - original))
+        raw = _encode(event)
+        if len(raw) > MAX_EVENT_BYTES:
             raise IntakeError(400, "too_large", f"event {i} ({event.get('type')}, messageId {event['messageId']}) "
-                                                f"is {size:,} bytes, over the {MAX_EVENT_BYTES:,}-byte (32 KB) limit")
-        out.append(event)
+                                                f"is {len(raw):,} bytes, over the {MAX_EVENT_BYTES:,}-byte (32 KB) limit")
+        out.append(Accepted(event, raw))
     return out
 
 

@@ -138,7 +138,7 @@ class IntakeServer(mode.Service):
             self.metrics.rejected.labels(exc.code).inc()
             self.metrics.requests.labels(path, str(exc.status)).inc()
             return web.Response(status=exc.status, body=exc.body(), content_type="application/json")
-        records = [Record(source.topic, (key := input_key(e)) and key.encode(), _encode(e)) for e in events]
+        records = [Record(source.topic, (key := input_key(a.event)) and key.encode(), a.raw) for a in events]
         started = time.monotonic()
         try:
             await asyncio.wait_for(self.writer.write(records), self.intake.produce_timeout)

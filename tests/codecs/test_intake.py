@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import itertools
 
+import msgspec
 import pytest
 
 from pushstream.codecs.config import ConfigError, load_config
@@ -49,19 +50,20 @@ def test_bodies_over_500_kb_and_bodies_that_are_not_json_objects_are_400() -> No
 def test_a_single_call_takes_its_type_from_the_path_and_is_enriched() -> None:
     body = {"userId": "u1", "event": "Signed Up", "writeKey": "wk-web", "timestamp": "2026-11-30T11:59:00.000Z",
             "sentAt": "2026-11-30T11:59:10.000Z", "context": {"library": {"name": "x"}}}
-    (event,) = events_of(PATHS["/v1/t"], body, NOW, _ids())
+    ((event, raw),) = events_of(PATHS["/v1/t"], body, NOW, _ids())
     assert event["type"] == "track" and "writeKey" not in event
     assert event["messageId"] == "gen-0" and event["receivedAt"] == "2026-11-30T12:00:00.000Z"
     assert event["originalTimestamp"] == "2026-11-30T11:59:00.000Z"
     assert event["timestamp"] == "2026-11-30T11:59:50.000Z"  # receivedAt - (sentAt - originalTimestamp)
     assert event["context"] == {"library": {"name": "x"}}
+    assert msgspec.json.decode(raw) == event  # what goes to Kafka
 
 
 def test_a_batch_keeps_message_ids_fills_in_context_and_times_events_without_a_timestamp() -> None:
     body = {"batch": [{"type": "identify", "userId": "u", "messageId": "m1"},
                       {"type": "track", "event": "E", "messageId": "", "context": {"ip": "1.2.3.4"}}],
             "context": {"library": {"name": "analytics-python"}}, "sentAt": "2026-11-30T12:00:00Z"}
-    first, second = events_of(None, body, NOW, _ids())
+    first, second = (a.event for a in events_of(None, body, NOW, _ids()))
     assert first["messageId"] == "m1" and second["messageId"] == "gen-0"
     assert first["context"] == {"library": {"name": "analytics-python"}} and second["context"] == {"ip": "1.2.3.4"}
     assert first["timestamp"] == "2026-11-30T12:00:00.000Z" and "originalTimestamp" not in first
