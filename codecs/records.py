@@ -39,6 +39,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     due_at: float | None = None
     #: The original event, embedded untouched, so a dead letter can be replayed as is.
     event: msgspec.Raw = msgspec.Raw(b"null")
+    #: The event had no messageId; `message_id` was derived from its input coordinates.
+    message_id_derived: bool = False
 
 
 class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -63,6 +65,8 @@ class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
     partition: int | None = None
     offset: int | None = None
     at: float
+    #: The event had no (or an empty) messageId; `message_id` was derived from topic/partition/offset.
+    message_id_derived: bool = False
 
 
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -50,23 +50,33 @@ def route_record(raw: bytes, topic: str, partition: int, offset: int, config: Co
     try:
         event = decode_event(raw, config.pipeline.max_event_bytes)
     except InvalidEvent as exc:
-        return Routed(outcomes=[Outcome(message_id=None, status="invalid", error_code="INVALID_EVENT",
+        return Routed(outcomes=[Outcome(message_id=exc.message_id, status="invalid", error_code="INVALID_EVENT",
                                         reason=str(exc), at=now, **coords)])
+    derived = not event.header.message_id
+    if derived:  # as Segment assigns one; stable across re-reads, so dedup still absorbs redeliveries
+        event = event.with_message_id(derived_message_id(topic, partition, offset))
     routed = Routed(key=event.key)
     embedded = msgspec.Raw(raw)
     for instance in config.instances:
-        _route_instance(event, embedded, instance, coords, now, routed)
+        _route_instance(event, embedded, instance, coords, now, routed, derived)
     return routed
 
 
+def derived_message_id(topic: str, partition: int, offset: int) -> str:
+    """The messageId of an event that has none: its place in Kafka, which a re-read keeps."""
+    return f"pushstream:{topic}:{partition}:{offset}"
+
+
 def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coords: dict[str, Any],
-                    now: float, routed: Routed) -> None:
+                    now: float, routed: Routed, derived: bool) -> None:
     header, tree = event.header, event.tree
+    message_id = event.message_id
     if isinstance(header, Delete):
         payload = {k: v for k, v in (("userId", header.user_id), ("anonymousId", header.anonymous_id)) if v}
-        routed.jobs.append((instance.name, Job(message_id=header.message_id, key=event.key, instance=instance.name,
+        routed.jobs.append((instance.name, Job(message_id=message_id, key=event.key, instance=instance.name,
                                                 mapping="user deletion", action=DELETE_ACTION, payload=payload,
-                                                received_at=now, event=embedded, **coords)))
+                                                received_at=now, event=embedded, message_id_derived=derived,
+                                                **coords)))
         return
     matched = [s for s in instance.subscriptions if s.trigger.matches(tree)]
     if not matched:
@@ -77,20 +87,22 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
             routed.outcomes.append(Outcome(status="skipped", destination=instance.destination.slug,
                                            error_code="INTEGRATIONS_DISABLED",
                                            reason="the event's integrations object turns this destination off",
-                                           at=now, **_names(header.message_id, instance, sub), **coords))
+                                           at=now, **_names(message_id, instance, sub, derived), **coords))
             continue
         try:
             payload = sub.validate(sub.mapping(tree))
         except (MappingRuntimeError, PayloadInvalid) as exc:
             routed.outcomes.append(Outcome(status="rejected", destination=instance.destination.slug,
                                            error_code="PAYLOAD_VALIDATION_FAILED", reason=str(exc),
-                                           at=now, **_names(header.message_id, instance, sub), **coords))
+                                           at=now, **_names(message_id, instance, sub, derived), **coords))
             continue
         routed.jobs.append((instance.name, Job(
-            message_id=header.message_id, instance=instance.name, action=sub.action.key, mapping=sub.name,
+            message_id=message_id, instance=instance.name, action=sub.action.key, mapping=sub.name,
             payload=payload, batched=sub.batched, received_at=now, key=event.key, event=embedded,
+            message_id_derived=derived,
             topic=coords["topic"], partition=coords["partition"], offset=coords["offset"])))
 
 
-def _names(message_id: str, instance: Instance, sub: Subscription) -> dict[str, Any]:
-    return {"message_id": message_id, "instance": instance.name, "action": sub.action.key, "mapping": sub.name}
+def _names(message_id: str, instance: Instance, sub: Subscription, derived: bool) -> dict[str, Any]:
+    return {"message_id": message_id, "instance": instance.name, "action": sub.action.key, "mapping": sub.name,
+            "message_id_derived": derived}

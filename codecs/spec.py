@@ -27,7 +27,8 @@ class _Base(msgspec.Struct, tag_field="type", rename="camel", kw_only=True, froz
     a second time into the header: `OBJECT_FIELDS` checks their type on the tree, with the
     message msgspec gives. (Building them twice was ~7% of the transform stage.)"""
 
-    message_id: str
+    #: Missing, null or empty: the router gives the event a derived one (`derived_message_id`).
+    message_id: str | None = None
     user_id: str | None = None
     anonymous_id: str | None = None
     timestamp: str | int | float | None = None
@@ -76,7 +77,12 @@ _tree = msgspec.json.Decoder(Obj)
 
 
 class InvalidEvent(ValueError):
-    """The record is not a Segment event; the message says why."""
+    """The record is not a Segment event; the message says why. `message_id` is the record's
+    messageId when it could be read (its outcome keeps it)."""
+
+    def __init__(self, message: str, message_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message_id = message_id
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -91,7 +97,11 @@ class Event(msgspec.Struct, frozen=True):
 
     @property
     def message_id(self) -> str:
-        return self.header.message_id
+        return self.header.message_id or ""
+
+    def with_message_id(self, message_id: str) -> Event:
+        """This event with `message_id` in its header and its tree (where mappings read `$.messageId`)."""
+        return Event(msgspec.structs.replace(self.header, message_id=message_id), {**self.tree, "messageId": message_id})
 
     @property
     def key(self) -> str | None:
@@ -156,7 +166,9 @@ def decode_event(raw: bytes, max_bytes: int | None = None) -> Event:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec < 0.23 raised UnicodeDecodeError
         raise InvalidEvent(_undecodable(raw, exc)) from None
     if "type" not in tree:
-        raise InvalidEvent("not a Segment event: missing field `type`")
+        raise InvalidEvent("not a Segment event: missing field `type`",
+                           tree["messageId"] if isinstance(tree.get("messageId"), str) else None)
+    readable_id = tree.get("messageId") if isinstance(tree.get("messageId"), str) else None
     try:
         header = _header.decode(raw)
     except msgspec.ValidationError as exc:
@@ -167,9 +179,10 @@ def decode_event(raw: bytes, max_bytes: int | None = None) -> Event:
             else:
                 message = (f"unknown event type {tree.get('type')!r}: expected one of "
                            "track, page, screen, identify, group, alias, delete")
-        raise InvalidEvent(message) from None
+        raise InvalidEvent(message, readable_id) from None
     for name in OBJECT_FIELDS[type(header)]:
         value = tree.get(name)
         if value is not None and type(value) is not dict:
-            raise InvalidEvent(f"Expected `object | null`, got `{_JSON_NAMES[type(value)]}` - at `$.{name}`")
+            raise InvalidEvent(f"Expected `object | null`, got `{_JSON_NAMES[type(value)]}` - at `$.{name}`",
+                               readable_id)
     return Event(header, tree)

@@ -108,7 +108,8 @@ class Dedup:
                     message_id=job.message_id, status="duplicate", instance=job.instance, action=job.action,
                     mapping=job.mapping, error_code="DUPLICATE", attempts=job.attempts,
                     reason="this event already has a terminal outcome for this action; not sent again",
-                    topic=job.topic, partition=job.partition, offset=job.offset, at=now))
+                    topic=job.topic, partition=job.partition, offset=job.offset, at=now,
+                    message_id_derived=job.message_id_derived))
                 continue
             fresh.append(job)
             partitions[key] = partition

@@ -172,7 +172,8 @@ class Deliverer(mode.Service):
                        mapping=job.mapping, http_status=http, error_code=code, reason=reason, attempts=attempts,
                        first_attempt_at=started, last_attempt_at=last,
                        latency_ms=round((last - job.received_at) * 1000, 1), batch_id=batch_id, batch_size=size,
-                       topic=job.topic, partition=job.partition, offset=job.offset, at=last)
+                       topic=job.topic, partition=job.partition, offset=job.offset, at=last,
+                       message_id_derived=job.message_id_derived)
 
 
 def _copy(job: Job, **changes: object) -> Job:

@@ -98,3 +98,26 @@ def test_events_route_and_plan_without_exceptions(config: Config, event: dict[st
     for name, job in routed.jobs:
         plans, orphans = plan_requests(config.instance(name), [job])
         assert len(plans) == 1 and not orphans
+
+
+@pytest.mark.parametrize("missing", [{"messageId": ""}, {"messageId": None}, {}])
+def test_an_event_without_a_message_id_gets_one_from_its_place_in_kafka(config: Config,
+                                                                       missing: dict[str, Any]) -> None:
+    event = {**{k: v for k, v in TRACK.items() if k != "messageId"}, **missing}
+    routed = route_record(msgspec.json.encode(event), "in", 3, 41, config, 1.0)
+    again = route_record(msgspec.json.encode(event), "in", 3, 41, config, 2.0)
+    other = route_record(msgspec.json.encode(event), "in", 3, 42, config, 1.0)
+    ids = {job.message_id for _, job in routed.jobs}
+    assert ids == {"pushstream:in:3:41"} and all(job.message_id_derived for _, job in routed.jobs)
+    assert {job.message_id for _, job in again.jobs} == ids  # a re-read: the same id, so dedup absorbs it
+    assert {job.message_id for _, job in other.jobs} == {"pushstream:in:3:42"}  # another event: another id
+    xtremepush = next(job for name, job in routed.jobs if name == "xp")
+    assert xtremepush.payload["messageId"] == "pushstream:in:3:41"  # mappings reading $.messageId see it
+
+
+def test_an_invalid_outcome_keeps_the_message_id_it_could_read(config: Config) -> None:
+    (outcome,) = _route(config, {"type": "track", "messageId": "keep-me", "userId": "u"}).outcomes
+    assert outcome.status == "invalid" and outcome.message_id == "keep-me"
+    (outcome,) = _route(config, {"type": "teleport", "messageId": "keep-too"}).outcomes
+    assert outcome.message_id == "keep-too"
+    assert not _route(config, TRACK).jobs[0][1].message_id_derived

@@ -122,3 +122,21 @@ def test_odd_json_gets_one_precise_invalid_outcome_each(stack: Stack, prefix: st
     assert reasons[coords[2]] == "duplicate key `type`"
     assert {o["status"] for o in stack.outcomes.wait(mine(prefix), 1)} == {"delivered"}
     assert "RecursionError" not in stack.worker.output()
+
+
+def test_events_with_an_empty_message_id_are_never_merged(stack: Stack, prefix: str) -> None:
+    """Three different events for one user, each `"messageId": ""`: all three delivered (they used
+    to become one delivery and two `duplicate`s), each with its own derived id, flagged as such;
+    an invalid record keeps the messageId it had."""
+    user = f"{prefix}-same-user"
+    events = [{"type": "track", "messageId": "", "userId": user, "event": f"E{i}",
+               "timestamp": "2026-11-30T10:00:00.000Z", "properties": {"i": i}} for i in range(3)]
+    coords = stack.produce([*events, {"type": "track", "messageId": f"{prefix}-kept", "userId": user}])
+    derived = {f"pushstream:segment-events:{p}:{o}" for p, o in coords[:3]}  # type: ignore[misc]
+    outcomes = stack.outcomes.wait(lambda o: o.get("message_id") in derived, 6)  # Pushwoosh + Xtremepush each
+    assert {o["status"] for o in outcomes} == {"delivered"} and all(o["message_id_derived"] for o in outcomes)
+    assert {o["message_id"] for o in outcomes} == derived
+    sent = [e for r in stack.sandbox.requests(POST_EVENTS) for e in r["body"]["events"] if e["user_id"] == user]
+    assert sorted(e["name"] for e in sent) == ["E0", "E1", "E2"]
+    (invalid,) = stack.outcomes.wait(lambda o: o.get("message_id") == f"{prefix}-kept", 1)
+    assert invalid["status"] == "invalid" and "event" in invalid["reason"]
