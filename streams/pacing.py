@@ -36,14 +36,20 @@ class RateLimiter:
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
-        """Wait for a slot: after any Retry-After pause, then at most `rate` requests per second."""
+        """Wait for a slot: after any Retry-After pause, then at most `rate` requests per second.
+
+        The pause is checked again after every wait: a 429 that arrives while a request waits
+        for its slot (its Retry-After, or a halved rate) holds that request too, and every one
+        queued behind it."""
         async with self._lock:
-            now = time.monotonic()
-            start = max(now, self._paused_until, self._next_slot)
-            if self.rate:
-                self._next_slot = start + 1.0 / self.rate
-            if start > now:
+            while True:
+                now = time.monotonic()
+                start = max(now, self._paused_until, self._next_slot)
+                if start <= now:
+                    break
                 await asyncio.sleep(start - now)
+            if self.rate:
+                self._next_slot = now + 1.0 / self.rate
 
     def on_success(self) -> None:
         if self.rate is not None:

@@ -53,7 +53,7 @@ ORDER_MAPPING = {
 }
 
 
-FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST")
+FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST", "APP-PACED")
 
 POST_EVENTS = "/integration-segment/v1/post-events"
 TRACK_USER = "/integration-segment/v1/track-user"
@@ -222,8 +222,8 @@ def faulty(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterat
     from pushstream.codecs.destinations.pushwoosh import PUSHWOOSH
 
     (workdir / "track-mapping.json").write_bytes(msgspec.json.encode(PUSHWOOSH.actions["trackEvent"].default_mapping))
-    instances = targeted_instances(sandbox.url, ("flaky", "short", "slow", "fast"),
-                                   {"short": "retry_window = 4.0"})
+    instances = targeted_instances(sandbox.url, ("flaky", "short", "slow", "fast", "paced"),
+                                   {"short": "retry_window = 4.0", "paced": "max_requests_per_second = 2.0"})
     text = local_config(broker.url, sandbox.url, prefix="faulty", app_id="pushstream-faulty",
                         input_topic="faulty-events", partitions=4, batch_window=0.5,
                         extra_pipeline="inline_retries = 1\nbackoff_base = 0.5\nbackoff_max = 4.0\nmax_attempts = 100")

@@ -54,3 +54,17 @@ def test_exhausted_retry_window_dead_letters_and_replay_delivers(faulty: Stack, 
     assert sorted(o["message_id"] for o in delivered) == sorted(o["message_id"] for o in failed)
     for secret in ("sandbox-pushwoosh-key",):
         assert secret not in faulty.worker.output()
+
+
+def test_a_retry_after_holds_the_requests_already_queued_in_the_rate_limiter(faulty: Stack, prefix: str) -> None:
+    """pw-paced sends at most 2 requests/s, so a step's requests queue in its limiter. A 429 with
+    Retry-After: 3 on the first must hold every later request until it has passed (requests
+    that were already waiting used to go out 0.5 s and 1 s after it)."""
+    faulty.sandbox.fault(status=429, retry_after="3", count=1, appcode="APP-PACED")
+    faulty.produce(targeted_events(prefix, 400, "paced"))
+    outcomes = faulty.outcomes.wait(mine(prefix), 400, timeout=90)
+    assert {o["status"] for o in outcomes} == {"delivered"}
+    requests = sent_for_app(faulty.sandbox, prefix, "APP-PACED")
+    assert requests[0]["status"] == 429 and len(requests) >= 5
+    gaps = [round(r["time"] - requests[0]["time"], 2) for r in requests[1:]]
+    assert min(gaps) >= 3.0, gaps
