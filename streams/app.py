@@ -43,7 +43,8 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         broker_request_timeout=max(90.0, k.session_timeout + 5), broker_commit_interval=k.commit_interval,
         table_standby_replicas=0, stream_buffer_maxsize=8192, producer_linger=0.005,
         topic_replication_factor=k.replication_factor,
-        prepare=lambda: ensure_topics(config),  # when the worker starts, never when the app is built
+        # Dedup.reconcile does this check before Faust's, and rebuilds instead of stopping.
+        recovery_consistency_check=False,
     )
 
     def topic(name: str, maxsize: int | None = None) -> faust.TopicT:
@@ -60,6 +61,12 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     for service in (writer, *deliverers.values(), ops):
         app.add_dependency(service)
     dedup = Dedup(app, config.pipeline.dedup_window, k.partitions)
+
+    def prepare() -> None:  # when the worker starts, never when the app is built
+        ensure_topics(config)
+        dedup.reconcile(k.broker, k.partitions)
+
+    app.prepare = prepare
     pipeline = Pipeline(config, topics, writer, dedup, deliverers, metrics)
     watch = StallWatch(app, {*k.input_topics, *topics.jobs.values(), *topics.retry.values()})
 

@@ -28,16 +28,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
 import msgspec
-from rocksdict import WriteBatch
+from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from pushstream.codecs.records import Job, Outcome, decode_outcome
 
-from .kafka import read_since
+from .kafka import changelog_ends, read_since
 from .writer import Record
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Dedup", "dedup_key"]
 
 REMEMBERED = frozenset({"delivered", "rejected"})
+OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps a partition's applied offset
 
 
 _json = msgspec.json.encode
@@ -55,6 +58,25 @@ _json = msgspec.json.encode
 #: filter of 10 bits per key, since most lookups are for jobs never seen (~1 us each).
 ROCKSDB = {"driver": "rocksdict", "write_buffer_size": 2 << 20, "max_write_buffer_number": 2,
            "block_cache_size": 4 << 20, "bloom_filter_size": 10}
+
+
+def _persisted_offset(path: Path) -> int | None:
+    """The changelog offset Faust's RocksDB store last applied to this partition's files."""
+    try:
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    except Exception:  # unreadable files are rebuilt like stale ones
+        return 1 << 62
+    try:
+        value = db.get(OFFSET_KEY)
+    finally:
+        db.close()
+    if value is None:
+        return None
+    # Opened without TTL (read-only), a TTL database's values show RocksDB's 4-byte timestamp suffix.
+    try:
+        return int(value[:-4] if not value.isdigit() else value)
+    except ValueError:
+        return 1 << 62
 
 
 def _when(entry: bytes) -> float:
@@ -82,6 +104,31 @@ class Dedup:
             help="dedup of delivered jobs")
         #: Entries are written by the pipeline's writer, straight to the table's changelog topic.
         self.changelog = self.table.changelog_topic.get_topic_name()
+
+    def reconcile(self, broker: str, partitions: int) -> list[int]:
+        """Before the worker starts (no database open yet): remove each partition's local files whose
+        persisted changelog offset is at or past the broker's end of that changelog partition, and
+        return those partitions. Local state ahead of the broker means the broker lost the
+        changelog (a memory broker restarted) or misreports its end (Tansu's ListOffsets lags);
+        Faust would stop with ConsistencyError, and keeping the files would remember deliveries
+        the broker no longer knows. Removed partitions are rebuilt from the changelog, and the
+        outcome warm-up covers the last `dedup_lookback` seconds."""
+        tabledir = Path(self.table.app.conf.tabledir)
+        local = {p: tabledir / f"delivered-{p}.db" for p in range(partitions)}
+        local = {p: path for p, path in local.items() if path.exists()}
+        if not local:
+            return []
+        ends = changelog_ends(broker, self.changelog, list(local))
+        removed = []
+        for p, path in sorted(local.items()):
+            persisted = _persisted_offset(path)
+            if persisted is not None and persisted >= ends.get(p, 0):
+                log.warning("dedup: local state of partition %d is ahead of the broker (persisted offset %d, "
+                            "changelog ends at %d); rebuilding it from the changelog and recent outcomes",
+                            p, persisted, ends.get(p, 0))
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(p)
+        return removed
 
     def _db(self, partition: int) -> Any:
         """The partition's database if this worker holds the partition, else None. Faust's store

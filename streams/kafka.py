@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pushstream.codecs.config import Config
 
-__all__ = ["BrokerUnreachable", "bootstrap", "check_broker", "create_topics", "ensure_topics", "key_partition",
+__all__ = ["BrokerUnreachable", "bootstrap", "changelog_ends", "check_broker", "create_topics", "ensure_topics", "key_partition",
            "make_producer", "make_reader", "pipeline_topics", "quiet", "read_since", "read_topic"]
 
 BROKER_CHECK_TIMEOUT = 8.0  # seconds a command waits for the broker before saying it cannot reach it
@@ -174,6 +174,18 @@ def read_since(broker_url: str, topic: str, since_ms: int, timeout: float = 60.0
                     open_partitions.discard(msg.partition())
                 continue
             yield msg.value()
+    finally:
+        consumer.close()
+
+
+def changelog_ends(broker_url: str, topic: str, partitions: list[int]) -> dict[int, int]:
+    """Each partition's end offset (the next offset to be written); 0 for a missing topic."""
+    consumer = _reader(broker_url)
+    try:
+        found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        held = set(found.partitions) if found is not None and found.error is None else set()
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] if p in held else 0
+                for p in partitions}
     finally:
         consumer.close()
 

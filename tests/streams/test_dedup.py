@@ -1,14 +1,25 @@
-"""Dedup's table: entries on disk per held partition, read back the way Faust's recovery reads them."""
+"""Dedup's table: entries on disk per held partition, read back the way Faust's recovery reads them;
+and a worker restarted on its state always comes up, also when the broker forgot the changelog."""
 
 from __future__ import annotations
 
+import collections
+import uuid
 from pathlib import Path
 
 import faust
+import msgspec
 import pytest
 
+from pushstream.codecs.config import load_config
 from pushstream.codecs.records import Job, Outcome
 from pushstream.streams.dedup import Dedup, dedup_key
+from pushstream.streams.kafka import ensure_topics
+from pushstream.streams.local.broker import start_broker
+from pushstream.streams.local.stack import local_config, local_env, start_worker
+from pushstream.streams.produce import produce_lines
+
+from ..conftest import OutcomeReader, SandboxClient, mine, targeted_events
 
 KEYS = ["pw|track|m|plain-1", 'with "quotes" and \\ backslash', "ünïcödé-✓", "", "tab\tnewline\n"]
 
@@ -94,3 +105,40 @@ def test_warm_up_entries_expire_with_the_window(dedup: Dedup) -> None:
 def test_the_changelog_expires_with_the_window(dedup: Dedup) -> None:
     config = dedup.table.changelog_topic.config or {}
     assert config["cleanup.policy"] == "compact,delete" and config["retention.ms"] == "60000"
+
+
+def test_worker_restarts_on_the_same_state_always_come_up_also_after_a_broker_restart(
+        sandbox: SandboxClient, tmp_path: Path) -> None:
+    """Stop and start a worker 10 times on its state directory, then once more after the memory
+    broker restarted (it forgot every topic, the state did not): it comes up every time (it
+    used to stop with Faust's ConsistencyError, 2 restarts in 4 and after every broker restart)
+    and every event gets one terminal outcome."""
+    broker = start_broker(log_path=str(tmp_path / "broker.log"))
+    text = local_config(broker.url, sandbox.url, prefix="restarts", app_id="pushstream-restarts",
+                        input_topic="restarts-events", partitions=4, batch_window=0.2)
+    text = text.split('[[destinations]]\nname = "xtremepush-sandbox"')[0]  # Pushwoosh only
+    path = tmp_path / "restarts.toml"
+    path.write_text(text)
+    config = load_config(text, local_env())
+    try:
+        for round_ in range(11):
+            if round_ == 10:  # the memory broker forgets everything; the worker's state stays
+                port = broker.port
+                broker.stop()
+                broker = start_broker(port, log_path=str(tmp_path / "broker-2.log"))
+            ensure_topics(config)
+            worker = start_worker(tmp_path, path, local_env(), name="restarts")
+            reader = OutcomeReader(config)
+            try:
+                events = targeted_events(f"r{round_}-{uuid.uuid4().hex[:6]}", 30, "none")
+                produce_lines(config, [msgspec.json.encode(e) for e in events])
+                prefix = events[0]["messageId"].rsplit("-", 1)[0]
+                outcomes = reader.wait(mine(prefix), 30, timeout=60)
+                assert collections.Counter(o["status"] for o in outcomes) == {"delivered": 30}, round_
+            finally:
+                reader.consumer.close()
+                worker.stop()
+        logs = (tmp_path / "restarts.log").read_text()
+        assert "ConsistencyError" not in logs and "Traceback" not in logs
+    finally:
+        broker.stop()
