@@ -41,6 +41,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     event: msgspec.Raw = msgspec.Raw(b"null")
     #: The event had no messageId; `message_id` was derived from its input coordinates.
     message_id_derived: bool = False
+    #: Sent again by `pushstream replay`: past the dedup table, which remembers its rejection.
+    replay: bool = False
 
 
 class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -70,9 +72,11 @@ class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A job whose retries ran out, kept with its last error so it can be replayed."""
+    """A job that did not get through, kept with its last error so it can be replayed: `failed`
+    (retries ran out) or `rejected` (the destination refused it; replayed after a fix)."""
 
     job: Job
+    status: Literal["failed", "rejected"] = "failed"
     error_code: str | None = None
     reason: str | None = None
     http_status: int | None = None

@@ -172,9 +172,12 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     config = _config(args, broker=True)
     _instance(config, args.instance)
-    n = replay(config, instance=args.instance, action=args.action, since=args.since, until=args.until,
-               error=args.error)
-    print(f"replayed {n} dead-lettered job(s)")
+    counts = replay(config, instance=args.instance, action=args.action, since=args.since, until=args.until,
+                    error=args.error, status=args.status, dry_run=args.dry_run)
+    verb = "would replay" if args.dry_run else "replayed"
+    for name, n in sorted(counts.items()):
+        print(f"{name}: {n}")
+    print(f"{verb} {sum(counts.values())} {'' if args.status == 'all' else args.status + ' '}job(s)")
 
 
 def cmd_sandbox(args: argparse.Namespace) -> None:
@@ -243,11 +246,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="-")
     p = add("check", cmd_check, "check an instance's credentials")
     p.add_argument("instance")
-    p = add("replay", cmd_replay, "re-send dead-lettered jobs")
+    p = add("replay", cmd_replay, "send failed (or, after a fix, rejected) jobs again, past dedup")
     for opt in ("--instance", "--action", "--error"):
         p.add_argument(opt)
     p.add_argument("--since", type=float, help="unix time")
     p.add_argument("--until", type=float, help="unix time")
+    p.add_argument("--status", default="failed", choices=["failed", "rejected", "all"],
+                   help="failed (retries ran out; the default) or rejected (refused by the destination)")
+    p.add_argument("--dry-run", action="store_true", help="count per instance, send nothing")
     p = add("sandbox", cmd_sandbox, "run the local destination sandbox", config=False)
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--pushwoosh", action="append", metavar="KEY=APPCODE", help="also accept these credentials")

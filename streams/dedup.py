@@ -150,7 +150,8 @@ class Dedup:
             db = self._db(partition)
             entry: bytes | None = db.get(_json(key)) if db is not None else None
             seen = _when(entry) if entry is not None else self.recent.get(key)
-            if key in partitions or (seen is not None and now - seen < self.window):
+            # A replay goes past what the table remembers (its rejection), not past this batch.
+            if key in partitions or (not job.replay and seen is not None and now - seen < self.window):
                 duplicates.append(Outcome(
                     message_id=job.message_id, status="duplicate", instance=job.instance, action=job.action,
                     mapping=job.mapping, error_code="DUPLICATE", attempts=job.attempts,

@@ -21,7 +21,7 @@ from pushstream.codecs.config import Config, Instance
 from pushstream.codecs.plan import PlannedRequest, plan_requests
 from pushstream.codecs.records import DeadLetter, Job, Outcome
 
-from .http import DeliveryError, DestinationClient, PermanentError, Response, RetryableError
+from .http import AuthError, DeliveryError, DestinationClient, PermanentError, Response, RetryableError
 from .metrics import Metrics
 from .pacing import RateLimiter, backoff
 
@@ -124,6 +124,9 @@ class Deliverer(mode.Service):
                     log.exception("instance=%s unexpected send failure", self.instance.name)
                     error = RetryableError(f"unexpected: {type(exc).__name__}: {exc}", code="UNEXPECTED")
                     break
+        if isinstance(error, PermanentError) and not isinstance(error, AuthError) and len(plan.jobs) > 1:
+            await self._bisect(plan, writes)
+            return
         last = time.time()
         size = len(plan.jobs) if plan.batched else None
         for job in plan.jobs:
@@ -136,12 +139,25 @@ class Deliverer(mode.Service):
             elif isinstance(error, PermanentError):
                 writes.outcomes.append(self._outcome(job, "rejected", error.code, error.reason, error.status, tries,
                                                      started, last, batch_id, size))
+                # Kept where `pushstream replay --status rejected` finds it once the cause is fixed.
+                writes.dead_letters.append(DeadLetter(
+                    job=_copy(job, attempts=tries, first_attempt_at=started, last_error=error.reason),
+                    status="rejected", error_code=error.code, reason=error.reason, http_status=error.status,
+                    failed_at=last))
             else:
                 assert isinstance(error, RetryableError)
                 self._retry_or_fail(writes, job, error, tries, started, last, batch_id, size)
         if error is not None:
             log.warning("instance=%s request failed: events=%d attempts=%d code=%s status=%s elapsed_ms=%.1f",
                         self.instance.name, len(plan.jobs), attempts, error.code, error.status, (last - first) * 1000)
+
+    async def _bisect(self, plan: PlannedRequest, writes: Writes) -> None:
+        """A batch refused for good: usually one bad event makes the destination refuse them all.
+        Send the halves again, and theirs, so that only events refused on their own are rejected,
+        each with its own reason (about 2*log2(n) more requests per bad event)."""
+        half = len(plan.jobs) // 2
+        parts = [plan_requests(self.instance, jobs)[0] for jobs in (plan.jobs[:half], plan.jobs[half:])]
+        await asyncio.gather(*(self._send_plan(p, writes) for plans in parts for p in plans))
 
     def _count(self, plan: PlannedRequest, status: str, sent: float) -> None:
         self.metrics.request(self.instance.name, plan.request.path, status, time.monotonic() - sent, len(plan.jobs))

@@ -1,6 +1,8 @@
-"""`pushstream replay`: send dead-lettered jobs to their jobs topic again."""
+"""`pushstream replay`: send dead-lettered jobs (failed, or rejected once the cause is fixed) again."""
 
 from __future__ import annotations
+
+import collections
 
 import msgspec
 
@@ -13,25 +15,36 @@ __all__ = ["replay"]
 
 
 def replay(config: Config, *, instance: str | None = None, action: str | None = None, since: float | None = None,
-           until: float | None = None, error: str | None = None, idle: float = 2.0) -> int:
-    """Re-send dead-lettered jobs (matching the filters) to their jobs topic; returns how many."""
-    producer = make_producer(config.kafka.broker)
+           until: float | None = None, error: str | None = None, status: str = "failed", dry_run: bool = False,
+           idle: float = 2.0) -> collections.Counter[str]:
+    """Send dead-lettered jobs matching the filters (`status`: failed, rejected or all) to their
+    jobs topic again, past the dedup table; returns how many per instance (with `dry_run`, how
+    many would be sent, sending nothing)."""
+    producer = None if dry_run else make_producer(config.kafka.broker)
     names = {i.name for i in config.instances}
-    sent = 0
+    sent: collections.Counter[str] = collections.Counter()
     for _, _, _, _, value in read_topic(config.kafka.broker, [config.topic("deadletter")], idle_timeout=idle):
-        dl = decode_dead_letter(value)
+        try:
+            dl = decode_dead_letter(value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
         job = dl.job
         if (instance and job.instance != instance) or (action and job.action != action) or job.instance not in names:
+            continue
+        if status != "all" and dl.status != status:
             continue
         if (since and dl.failed_at < since) or (until and dl.failed_at > until):
             continue
         if error and error not in f"{dl.error_code} {dl.reason}":
             continue
-        fresh = msgspec.structs.replace(job, attempts=0, first_attempt_at=None, due_at=None, last_error=None)
+        sent[job.instance] += 1
+        if producer is None:
+            continue
+        fresh = msgspec.structs.replace(job, attempts=0, first_attempt_at=None, due_at=None, last_error=None,
+                                        replay=True)
         producer.produce(config.topic("jobs", job.instance), value=encode(fresh),
                          key=job.key.encode() if job.key else None)
         producer.poll(0)
-        sent += 1
-    if producer.flush(30):
+    if producer is not None and producer.flush(30):
         raise RuntimeError("not every replayed job was acknowledged by the broker")
     return sent

@@ -7,7 +7,8 @@ records every request (queryable), and can be told to misbehave. Control endpoin
     DELETE /_sandbox/requests              forget them
     POST   /_sandbox/faults                {"status": 503, "duration": 20, "retry_after": "2",
                                             "latency": 5.0, "count": 3, "path_prefix": "/api",
-                                            "appcode": "APP", "api_key": "K"}  (all optional)
+                                            "appcode": "APP", "api_key": "K",
+                                            "body_contains": "text"}  (all optional)
     DELETE /_sandbox/faults                clear every fault
     GET    /_sandbox/health
 
@@ -49,8 +50,10 @@ class Fault:
     path_prefix: str = ""
     appcode: str | None = None
     api_key: str | None = None
+    #: Only requests whose body holds this text: a destination refusing a batch for one bad event.
+    body_contains: str | None = None
 
-    def applies(self, request: web.Request, key: str | None) -> bool:
+    def applies(self, request: web.Request, key: str | None, raw: bytes = b"") -> bool:
         if self.until is not None and time.time() > self.until:
             return False
         if self.count is not None and self.count <= 0:
@@ -58,6 +61,8 @@ class Fault:
         if not request.path.startswith(self.path_prefix):
             return False
         if self.appcode is not None and request.headers.get("X-PW-Appcode") != self.appcode:
+            return False
+        if self.body_contains is not None and self.body_contains.encode() not in raw:
             return False
         return self.api_key is None or key == self.api_key
 
@@ -203,15 +208,15 @@ class Sandbox:
         kind, check = route
         ok, key = self._auth(kind, request)
         for fault in self.faults:
-            if fault.applies(request, key):
+            if fault.applies(request, key, raw):
                 if fault.count is not None:
                     fault.count -= 1
                 if fault.latency:
                     await asyncio.sleep(fault.latency)
                 if fault.status:
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
-                    return self._reply(record, fault.status, {"status": "error", "message": "injected fault"},
-                                       headers)
+                    message = "injected fault" + (f": refused {fault.body_contains}" if fault.body_contains else "")
+                    return self._reply(record, fault.status, {"status": "error", "message": message}, headers)
         if not ok:
             return self._reply(record, 401, {"status": "error", "message": "invalid credentials"})
         try:

@@ -13,6 +13,7 @@ import pytest
 
 from pushstream.streams.local.samples import sample_events
 from pushstream.streams.local.stack import local_config, local_env, start_worker
+from pushstream.streams.replay import replay
 
 from ...conftest import (POST_EVENTS, LocalBroker, SandboxClient, Stack, close, launch, mine, sent_for_app,
                          targeted_events)
@@ -98,14 +99,18 @@ def test_a_slow_instance_does_not_slow_another(faulty: Stack, prefix: str) -> No
 
 
 def test_permanent_400_is_rejected_without_retry(faulty: Stack, prefix: str) -> None:
-    faulty.sandbox.fault(status=400, count=1, appcode="APP-FLAKY")
+    """Every request refused with 400: each event rejected after one attempt of its own. A
+    refused batch is split in halves to find the events refused on their own (isolation), so
+    5 events cost 2*5-1 requests (5, 2+3, 1+1+1+2, 1+1): each node of the split once, no retry.
+    (Before isolation this test sent a one-off 400 and expected the whole batch rejected.)"""
+    faulty.sandbox.fault(status=400, appcode="APP-FLAKY", duration=30)
     faulty.produce(targeted_events(prefix, 5, "flaky"))
     outcomes = faulty.outcomes.wait(mine(prefix), 5, timeout=60)
     assert {o["status"] for o in outcomes} == {"rejected"}
     assert all(o["http_status"] == 400 and o["attempts"] == 1 for o in outcomes)
     assert all("400" in o["reason"] and "injected fault" in o["reason"] for o in outcomes)
-    time.sleep(2)  # a retry would show up as a second request
-    assert len(sent_for_app(faulty.sandbox, prefix, "APP-FLAKY")) == 1
+    time.sleep(2)  # a retry would show up as another request
+    assert len(sent_for_app(faulty.sandbox, prefix, "APP-FLAKY")) == 2 * 5 - 1
 
 
 def test_a_redelivered_event_is_not_sent_twice_even_after_a_restart(broker: LocalBroker, sandbox: SandboxClient,
@@ -209,3 +214,47 @@ def _diagnose(stack: Stack, sandbox: SandboxClient, events: list[dict[str, Any]]
     return (f"{len(missing)} without a terminal outcome, e.g. " + "; ".join(
         f"{m}: outcomes {statuses[m]}, sent {int(m.rsplit('-', 1)[1]) in seen}, jobs {jobs.get(m)}"
         for m in missing[:4]))
+
+
+def test_poison_events_are_isolated_and_only_they_are_rejected(faulty: Stack, prefix: str) -> None:
+    """5 events the destination refuses among 500 batched track events: it refuses any batch that
+    holds one (400). Only the 5 are rejected, each with its own reason; the other 495 are
+    delivered (they used to be rejected with their batch: 5 poison events cost 395-495)."""
+    events = targeted_events(prefix, 500, "flaky")
+    poison = {f"{prefix}-{i:05d}" for i in (7, 123, 250, 251, 499)}
+    for event in events:
+        if event["messageId"] in poison:
+            marker = f"POISON-{event['messageId']}"
+            event["properties"]["bad"] = marker
+            faulty.sandbox.fault(status=400, body_contains=marker, appcode="APP-FLAKY", duration=120)
+    faulty.produce(events)
+    outcomes = faulty.outcomes.wait(mine(prefix), 500, timeout=120)
+    by_status = collections.defaultdict(set)
+    for o in outcomes:
+        by_status[o["status"]].add(o["message_id"])
+    assert by_status["rejected"] == poison and len(by_status["delivered"]) == 495
+    reasons = {o["message_id"]: o["reason"] for o in outcomes if o["status"] == "rejected"}
+    assert all(f"POISON-{m}" in reason for m, reason in reasons.items()), reasons
+    requests = sent_for_app(faulty.sandbox, prefix, "APP-FLAKY")
+    assert len(requests) <= 5 + 5 * 2 * 7 + 5, len(requests)  # ~2*log2(100) more requests per poison event
+
+
+def test_rejected_events_are_sent_again_by_replay_after_the_fix(faulty: Stack, prefix: str) -> None:
+    """Events the destination refused keep their job where replay finds it: after the cause is
+    fixed (here: the destination accepts them again), `replay --status rejected` sends them
+    past the dedup table, which remembers their rejection; --dry-run only counts."""
+    events = targeted_events(prefix, 40, "flaky")
+    bad = {events[3]["messageId"], events[30]["messageId"]}
+    for event in events:
+        if event["messageId"] in bad:
+            event["properties"]["bad"] = f"REFUSED-{event['messageId']}"
+            faulty.sandbox.fault(status=400, body_contains=f"REFUSED-{event['messageId']}", appcode="APP-FLAKY")
+    faulty.produce(events)
+    first = faulty.outcomes.wait(mine(prefix), 40, timeout=60)
+    assert {o["message_id"] for o in first if o["status"] == "rejected"} == bad
+    faulty.sandbox.clear_faults()  # the fix
+    assert replay(faulty.config, instance="pw-flaky", status="rejected", error="REFUSED", dry_run=True) == {
+        "pw-flaky": 2}
+    assert sum(replay(faulty.config, instance="pw-flaky", status="rejected", error="REFUSED").values()) == 2
+    again = faulty.outcomes.wait(lambda o: o.get("message_id") in bad and o["status"] != "rejected", 2, timeout=60)
+    assert {o["message_id"]: o["status"] for o in again} == dict.fromkeys(bad, "delivered")
