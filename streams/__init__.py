@@ -1,1 +1,1 @@
-"""I/O shell: Faust app, agents, HTTP delivery, sandbox, broker launcher, CLI."""
+"""I/O shell: the Faust app and its agents, HTTP delivery, the intake, the CLI; `local/` the local stack."""

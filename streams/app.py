@@ -25,7 +25,7 @@ from .deliver import Deliverer
 from .kafka import ensure_topics
 from .metrics import Metrics
 from .ops import OpsServer
-from .transport import PushstreamApp, StallWatch
+from .transport import PushstreamApp, StallWatch, app_settings
 from .writer import Writer
 
 __all__ = ["create_app"]
@@ -34,18 +34,7 @@ __all__ = ["create_app"]
 def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> faust.App:
     """Build the app for `config`. `transport` replaces the network for every instance (tests)."""
     k = config.kafka
-    app = PushstreamApp(
-        k.app_id, fetch_max_wait=k.fetch_max_wait, broker=k.broker, value_serializer="raw", key_serializer="raw",
-        store="memory://", datadir=config.pipeline.state_dir, autodiscover=False, web_enabled=False,
-        topic_disable_leader=True, topic_partitions=k.partitions,
-        consumer_auto_offset_reset="earliest", broker_session_timeout=k.session_timeout,
-        broker_heartbeat_interval=k.heartbeat_interval, broker_rebalance_timeout=k.rebalance_timeout,
-        broker_request_timeout=max(90.0, k.session_timeout + 5), broker_commit_interval=k.commit_interval,
-        table_standby_replicas=0, stream_buffer_maxsize=8192, producer_linger=0.005,
-        topic_replication_factor=k.replication_factor,
-        # Dedup.reconcile does this check before Faust's, and rebuilds instead of stopping.
-        recovery_consistency_check=False,
-    )
+    app = PushstreamApp(k.app_id, fetch_max_wait=k.fetch_max_wait, **app_settings(config))
 
     def topic(name: str, maxsize: int | None = None) -> faust.TopicT:
         # The Topic class, not app.topic(): faust 0.15.3's app.topic() drops `maxsize`.
@@ -94,3 +83,4 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         retry = RetryAgent(pipeline, inst)
         app.agent(topic(topics.retry[inst.name]), name=retry.name, concurrency=1)(retry.faust_fun())
     return app
+

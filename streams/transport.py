@@ -23,7 +23,9 @@ from faust.sensors import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 
-__all__ = ["LeanMonitor", "PushstreamApp", "StallWatch", "tune_gc"]
+from pushstream.codecs.config import Config
+
+__all__ = ["LeanMonitor", "PushstreamApp", "StallWatch", "app_settings", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +213,19 @@ class StallWatch:
                 self._seen[tp] = (state, now)
                 stalled.append(tp)
         return stalled
+
+
+def app_settings(config: Config) -> dict[str, object]:
+    """Faust's settings for this config: raw bytes everywhere (agents decode with msgspec), web off
+    (ops.py serves health and metrics), the group timings and commit interval from [kafka]."""
+    k = config.kafka
+    return dict(
+        broker=k.broker, value_serializer="raw", key_serializer="raw", store="memory://",
+        datadir=config.pipeline.state_dir, autodiscover=False, web_enabled=False, topic_disable_leader=True,
+        topic_partitions=k.partitions, topic_replication_factor=k.replication_factor,
+        consumer_auto_offset_reset="earliest", broker_session_timeout=k.session_timeout,
+        broker_heartbeat_interval=k.heartbeat_interval, broker_rebalance_timeout=k.rebalance_timeout,
+        broker_request_timeout=max(90.0, k.session_timeout + 5), broker_commit_interval=k.commit_interval,
+        table_standby_replicas=0, stream_buffer_maxsize=8192, producer_linger=0.005,
+        # Dedup.reconcile does this check before Faust's, and rebuilds instead of stopping.
+        recovery_consistency_check=False)
