@@ -22,6 +22,7 @@ from pushstream.codecs.plan import PlannedRequest, plan_requests
 from pushstream.codecs.records import DeadLetter, Job, Outcome
 
 from .http import AuthError, DeliveryError, DestinationClient, PermanentError, Response, RetryableError
+from .circuit import Circuit
 from .metrics import Metrics
 from .pacing import RateLimiter, backoff
 
@@ -54,6 +55,7 @@ class Deliverer(mode.Service):
         self._transport = transport
         self._client: DestinationClient | None = None
         self._concurrency = asyncio.Semaphore(instance.max_connections)
+        self.circuit = Circuit(instance.name)
         super().__init__(**kwargs)
 
     @property
@@ -82,7 +84,15 @@ class Deliverer(mode.Service):
         for job in orphans:
             self._fail(writes, job, "MAPPING_REMOVED",
                        f"mapping {job.mapping!r} ({job.action}) is no longer configured", now)
+        probing = False
+        if self.circuit.open:  # park; a real request goes as the probe where there is no ping
+            probing = self.circuit.probe_due() and self.instance.destination.ping is None and bool(plans)
+            for plan in plans[1 if probing else 0:]:
+                self._park(plan.jobs, writes)
+            plans = plans[:1] if probing else []
         await asyncio.gather(*(self._send_plan(plan, writes) for plan in plans))
+        if probing and self.circuit.open:
+            self.circuit.probe_failed()
         if plans:  # one line per batch: a line per request cost more than the request itself
             log.info("instance=%s requests=%d events=%d outcomes=%d retries=%d dead_letters=%d elapsed_ms=%.1f",
                      self.instance.name, len(plans), len(jobs), len(writes.outcomes), len(writes.retries),
@@ -90,8 +100,20 @@ class Deliverer(mode.Service):
         return writes
 
     async def _send_plan(self, plan: PlannedRequest, writes: Writes) -> None:
-        batch_id = uuid.uuid4().hex[:12] if plan.batched else None
         first = time.time()
+        error, response, attempts = await self._attempts(plan)
+        if isinstance(error, AuthError):  # the instance's key, not the events: they wait
+            self.circuit.refused_credentials(error.reason, error.code, error.status)
+            self._park(plan.jobs, writes)
+            return
+        if isinstance(error, PermanentError) and len(plan.jobs) > 1:
+            await self._bisect(plan, writes)
+            return
+        self._settle(plan, writes, error, response, attempts, first)
+
+    async def _attempts(self, plan: PlannedRequest) -> tuple[DeliveryError | None, Response | None, int]:
+        """Send `plan` with up to `inline_retries` quick retries; (last error or None, response, attempts).
+        Every result also goes to the circuit."""
         error: DeliveryError | None = None
         response: Response | None = None
         attempts = 0
@@ -104,15 +126,18 @@ class Deliverer(mode.Service):
                     error = None
                     self._count(plan, str(response.status), sent)
                     self.limiter.on_success()
+                    self.circuit.succeeded()
                     break
                 except RetryableError as exc:
                     error = exc
                     self._count(plan, str(exc.status or exc.code.lower()), sent)
                     if exc.status == 429:
                         self.limiter.on_throttled(exc.retry_after)
+                    else:
+                        self.circuit.failed(exc.reason, exc.code, exc.status)
                     wait = backoff(attempts, self.pipeline.backoff_base, self.pipeline.backoff_max, exc.retry_after)
                     # Long waits go through the retry topic so they do not hold this batch.
-                    if attempts > self.pipeline.inline_retries or wait > 5.0:
+                    if attempts > self.pipeline.inline_retries or wait > 5.0 or self.circuit.open:
                         break
                     await asyncio.sleep(wait)
                 except DeliveryError as exc:
@@ -124,9 +149,12 @@ class Deliverer(mode.Service):
                     log.exception("instance=%s unexpected send failure", self.instance.name)
                     error = RetryableError(f"unexpected: {type(exc).__name__}: {exc}", code="UNEXPECTED")
                     break
-        if isinstance(error, PermanentError) and not isinstance(error, AuthError) and len(plan.jobs) > 1:
-            await self._bisect(plan, writes)
-            return
+        return error, response, attempts
+
+    def _settle(self, plan: PlannedRequest, writes: Writes, error: DeliveryError | None, response: Response | None,
+                attempts: int, first: float) -> None:
+        """Each job's outcome, retry or dead letter after its request's last attempt."""
+        batch_id = uuid.uuid4().hex[:12] if plan.batched else None
         last = time.time()
         size = len(plan.jobs) if plan.batched else None
         for job in plan.jobs:
@@ -147,9 +175,62 @@ class Deliverer(mode.Service):
             else:
                 assert isinstance(error, RetryableError)
                 self._retry_or_fail(writes, job, error, tries, started, last, batch_id, size)
-        if error is not None:
+        if error is not None and not self.circuit.open:  # an open circuit said it once, loudly
             log.warning("instance=%s request failed: events=%d attempts=%d code=%s status=%s elapsed_ms=%.1f",
                         self.instance.name, len(plan.jobs), attempts, error.code, error.status, (last - first) * 1000)
+
+    def _park(self, jobs: list[Job], writes: Writes) -> None:
+        """Jobs of an instance whose circuit is open: to the retry topic, due at the next probe, with
+        no attempt counted (none was made); the retry agent holds them while the circuit stays open.
+        A job whose retry window is over fails instead (outcome and dead letter, replayable)."""
+        now, due, reason = time.time(), self.circuit.probe_at + 0.5, self.circuit.reason or "circuit open"
+        for job in jobs:
+            started = job.first_attempt_at or job.received_at
+            if now - started < self.retry_window:
+                writes.retries.append(_copy(job, due_at=due, last_error=f"waiting: {reason}"))
+                continue
+            code = self.circuit.last_code or "CIRCUIT_OPEN"
+            writes.outcomes.append(self._outcome(job, "failed", code, reason, self.circuit.last_status, job.attempts,
+                                                 started, now, None, None))
+            writes.dead_letters.append(DeadLetter(job=_copy(job, first_attempt_at=started, last_error=reason),
+                                                  error_code=code, reason=reason, http_status=self.circuit.last_status,
+                                                  failed_at=now))
+
+    @mode.Service.task
+    async def _prober(self) -> None:
+        """Checks the credentials once the worker starts, and pings while the circuit is open
+        (destinations with a credential check; the others probe with a real request)."""
+        if self.instance.destination.ping is None:
+            return
+        await self._ping(at_start=True)
+        while not self.should_stop:
+            if self.circuit.probe_due():
+                await self._ping()
+            await self.sleep(0.25)
+
+    async def _ping(self, at_start: bool = False) -> None:
+        assert self.instance.destination.ping is not None
+        try:
+            await self.client.send(self.instance.destination.ping(self.instance.settings))
+        except AuthError as exc:
+            if self.circuit.open:
+                self.circuit.probe_failed()
+            else:
+                self.circuit.refused_credentials(exc.reason, exc.code, exc.status)
+            return
+        except DeliveryError as exc:
+            if self.circuit.open:
+                self.circuit.probe_failed()
+            elif at_start:
+                log.warning("instance=%s credential check could not run: %s", self.instance.name, exc.reason)
+            return
+        except Exception:  # a probe must never end the prober
+            log.exception("instance=%s credential check failed unexpectedly", self.instance.name)
+            self.circuit.probe_failed()
+            return
+        if at_start and not self.circuit.open:
+            log.info("instance=%s credentials accepted", self.instance.name)
+        self.circuit.succeeded()
 
     async def _bisect(self, plan: PlannedRequest, writes: Writes) -> None:
         """A batch refused for good: usually one bad event makes the destination refuse them all.

@@ -54,8 +54,9 @@ class Metrics:
                                    "(partitions this worker holds)", ["instance"], registry=r)
         self.rate_limit = Gauge("pushstream_rate_limit_requests_per_second", "The instance's current request rate "
                                 "cap (AIMD after 429s; 0 = no cap)", ["instance"], registry=r)
-        self.paused = Gauge("pushstream_instance_paused", "1 while the instance sends nothing (waiting out a "
-                            "Retry-After)", ["instance"], registry=r)
+        self.paused = Gauge("pushstream_instance_paused", "1 while the instance sends nothing but probes (its "
+                            "circuit is open: key refused or failing) or waits out a Retry-After", ["instance"],
+                            registry=r)
         self.up = Gauge("pushstream_agents_running", "Agents whose actors are running", registry=r)
 
     def read(self, topics: Iterable[str]) -> None:

@@ -143,5 +143,5 @@ class OpsServer(mode.Service):
         for name, deliverer in self.deliverers.items():
             m.retry_backlog.labels(name).set(backlog[name])
             m.rate_limit.labels(name).set(deliverer.limiter.rate or 0)
-            m.paused.labels(name).set(1 if deliverer.limiter.paused_for > 0 else 0)
+            m.paused.labels(name).set(1 if deliverer.circuit.open or deliverer.limiter.paused_for > 0 else 0)
         m.up.set(sum(1 for agent in self.app.agents.values() if agent.started and not agent.crashed))

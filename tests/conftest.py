@@ -101,6 +101,11 @@ class SandboxClient:
     def clear_faults(self) -> None:
         self.http.delete("/_sandbox/faults").raise_for_status()
 
+    def accept(self, pushwoosh: tuple[str, str] | None = None, xtremepush: str | None = None) -> None:
+        """Make the sandbox accept a key from now on (rotated at the destination)."""
+        self.http.post("/_sandbox/credentials", json={"pushwoosh": [list(pushwoosh)] if pushwoosh else [],
+                                                       "xtremepush": [xtremepush] if xtremepush else []})
+
 
 class OutcomeReader:
     """A long-lived reader of the outcome topic (partitions assigned, no consumer group)."""
@@ -227,6 +232,8 @@ def faulty(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterat
     text = local_config(broker.url, sandbox.url, prefix="faulty", app_id="pushstream-faulty",
                         input_topic="faulty-events", partitions=4, batch_window=0.5,
                         extra_pipeline="inline_retries = 1\nbackoff_base = 0.5\nbackoff_max = 4.0\nmax_attempts = 100")
+    # pw-rotated's key is not accepted until a test rotates it in at the sandbox (a wrong key, fixed).
+    instances += targeted_instances(sandbox.url, ("rotated",)).replace('"${PUSHWOOSH_API_KEY}"', '"rotated-key"')
     # Keep only the [kafka] and [pipeline] parts of the local config: the instances are the targeted ones.
     text = text.split("[[destinations]]")[0] + instances
     s = launch(text, "faulty", sandbox, workdir)

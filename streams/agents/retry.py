@@ -4,6 +4,8 @@ Reads:  `<prefix>.retry.<instance>` (single jobs with a due time).
 Writes: jobs not due yet back to the same topic (after holding a batch at most
         `RETRY_HOLD_MAX` seconds for its earliest due time); due jobs through
         `Pipeline.deliver` (outcomes, further retries, dead letters), then their dedup entries.
+        While the instance's circuit is open, a batch is held with its partitions paused: no
+        rewrites while the destination is down or refuses the key (see circuit.py).
 Acks:   a batch once all of that is written (Faust's `take_events` acks it when the loop asks
         for the next batch; the body never raises, see `or_exit`).
 """
@@ -17,6 +19,7 @@ import faust
 import msgspec
 
 from pushstream.codecs.config import Instance
+from pushstream.codecs.records import Job
 
 from ..deliver import Writes
 from .pipeline import Agent, Pipeline, or_exit, record_jobs
@@ -34,6 +37,28 @@ class RetryAgent(Agent):
         self.instance = instance
         self.name = f"retry-{instance.name}"
 
+    def _window_end(self, job: Job) -> float:
+        return (job.first_attempt_at or job.received_at) + self.pipeline.deliverers[self.instance.name].retry_window
+
+    async def _hold_while_open(self, stream: faust.StreamT[bytes], until: float) -> None:
+        """While the instance's circuit is open, hold this batch, unwritten: its retry partitions
+        are paused (nothing more is fetched, so the consumer never blocks on this agent), until
+        the circuit closes, a probe is due that needs a real request (no credential check), or
+        `until` (the first retry window of the batch to end: that job then fails)."""
+        circuit = self.pipeline.deliverers[self.instance.name].circuit
+        if not circuit.open:
+            return
+        consumer = stream.app.consumer
+        topic = self.pipeline.topics.retry[self.instance.name]
+        paused = {tp for tp in consumer.assignment() if tp.topic == topic}
+        consumer.pause_partitions(paused)
+        try:
+            can_ping = self.pipeline.deliverers[self.instance.name].instance.destination.ping is not None
+            while circuit.open and not (circuit.probe_due() and not can_ping) and time.time() < until:
+                await circuit.wait_closed(timeout=max(0.25, min(circuit.probe_at, until) - time.time()))
+        finally:
+            consumer.resume_partitions(paused & consumer.assignment())
+
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(100, within=0.5):
             async with or_exit(self.name):
@@ -49,4 +74,5 @@ class RetryAgent(Agent):
                     await self.pipeline.write_delivery(self.instance, Writes(retries=later))
                 ready = [(msgspec.structs.replace(j, due_at=None), p) for j, p in batch if (j.due_at or 0.0) <= now]
                 if ready:
+                    await self._hold_while_open(stream, min(self._window_end(j) for j, _ in ready))
                     await self.pipeline.writer.write(await self.pipeline.deliver(self.instance, ready))

@@ -10,6 +10,8 @@ records every request (queryable), and can be told to misbehave. Control endpoin
                                             "appcode": "APP", "api_key": "K",
                                             "body_contains": "text"}  (all optional)
     DELETE /_sandbox/faults                clear every fault
+    POST   /_sandbox/credentials           {"pushwoosh": [["KEY", "APPCODE"]], "xtremepush": ["KEY"]}:
+                                           accept these from now on
     GET    /_sandbox/health
 
 Only ever binds to loopback; for the demo, tests and benchmarks.
@@ -155,6 +157,7 @@ class Sandbox:
         self.app.router.add_delete("/_sandbox/requests", self._clear)
         self.app.router.add_post("/_sandbox/faults", self._add_fault)
         self.app.router.add_delete("/_sandbox/faults", self._clear_faults)
+        self.app.router.add_post("/_sandbox/credentials", self._add_credentials)
         self.app.router.add_get("/_sandbox/health", lambda r: web.json_response({"ok": True}))
         self.app.router.add_post("/{tail:.*}", self._api)
 
@@ -173,6 +176,13 @@ class Sandbox:
         if duration is not None:
             fault.until = time.time() + float(duration)
         self.faults.append(fault)
+        return web.json_response({"ok": True})
+
+    async def _add_credentials(self, request: web.Request) -> web.Response:
+        """Accept more keys from now on (a key rotated at the destination)."""
+        spec = await request.json()
+        self.config.pushwoosh.update((key, app) for key, app in spec.get("pushwoosh", []))
+        self.config.xtremepush.update(spec.get("xtremepush", []))
         return web.json_response({"ok": True})
 
     async def _clear_faults(self, request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import time
 
+import httpx
 import pytest
 
 from pushstream.streams.replay import replay
@@ -68,3 +69,26 @@ def test_a_retry_after_holds_the_requests_already_queued_in_the_rate_limiter(fau
     assert requests[0]["status"] == 429 and len(requests) >= 5
     gaps = [round(r["time"] - requests[0]["time"], 2) for r in requests[1:]]
     assert min(gaps) >= 3.0, gaps
+
+
+def test_a_wrong_key_pauses_only_its_instance_and_the_fix_delivers_every_event_once(faulty: Stack,
+                                                                                   prefix: str) -> None:
+    """pw-rotated's key is refused (401) from the worker's start. Its events wait (none rejected,
+    none dead-lettered), the log says so once, other instances flow on; once the key is accepted
+    at the destination the instance resumes by itself and every event is delivered once. (With
+    a wrong key every event used to be rejected, and dedup then blocked sending it again.)"""
+    log = faulty.worker.output()
+    assert log.count("instance=pw-rotated circuit OPEN: credentials refused") == 1, log[-3000:]
+    faulty.produce(targeted_events(prefix, 200, "rotated,fast"))
+    fast = faulty.outcomes.wait(mine(prefix, "pw-fast"), 200, timeout=60)
+    assert {o["status"] for o in fast} == {"delivered"}
+    time.sleep(3)
+    assert not [o for o in faulty.outcomes.seen if mine(prefix, "pw-rotated")(o)]  # waiting, not rejected
+    metrics = httpx.get(f"{faulty.worker.ops_url}/metrics", timeout=10).text
+    assert 'pushstream_instance_paused{instance="pw-rotated"} 1.0' in metrics
+    faulty.sandbox.accept(pushwoosh=("rotated-key", "APP-ROTATED"))  # the key, rotated at the destination
+    rotated = faulty.outcomes.wait(mine(prefix, "pw-rotated"), 200, timeout=90)
+    assert collections.Counter(o["status"] for o in rotated) == {"delivered": 200}
+    assert len({o["message_id"] for o in rotated}) == 200
+    log = faulty.worker.output()
+    assert log.count("instance=pw-rotated circuit OPEN") == 1 and "instance=pw-rotated circuit closed" in log
