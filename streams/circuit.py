@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class Circuit:
     """One destination instance's circuit (state only; `Deliverer` sends the probes)."""
 
-    def __init__(self, instance: str, threshold: int = 3, probe_min: float = 1.0, probe_max: float = 10.0) -> None:
+    def __init__(self, instance: str, threshold: int = 3, probe_min: float = 1.0, probe_max: float = 5.0) -> None:
         self.instance = instance
         self.threshold = threshold
         self.probe_min = probe_min

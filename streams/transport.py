@@ -191,8 +191,10 @@ class StallWatch:
             self._seen.clear()
             return []
         stalled = []
+        paused = getattr(consumer, "_paused_partitions", set())
         for tp in consumer.assignment():
-            if tp.topic not in self.topics:
+            if tp.topic not in self.topics or tp in paused:  # paused on purpose (a retry agent holding)
+                self._seen.pop(tp, None)
                 continue
             committed = consumer._committed_offset.get(tp)
             read = consumer._read_offset.get(tp)

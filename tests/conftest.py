@@ -53,7 +53,7 @@ ORDER_MAPPING = {
 }
 
 
-FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST", "APP-PACED")
+FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST", "APP-PACED", "APP-OUTAGE")
 
 POST_EVENTS = "/integration-segment/v1/post-events"
 TRACK_USER = "/integration-segment/v1/track-user"
@@ -199,6 +199,13 @@ def stack(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterato
     close(s)
 
 
+def write_track_mapping(workdir: Path) -> None:
+    """The mapping file `targeted_instances` name: Pushwoosh's default Track Event mapping."""
+    from pushstream.codecs.destinations.pushwoosh import PUSHWOOSH
+
+    (workdir / "track-mapping.json").write_bytes(msgspec.json.encode(PUSHWOOSH.actions["trackEvent"].default_mapping))
+
+
 def targeted_instances(sandbox_url: str, names: tuple[str, ...], extra: dict[str, str] | None = None) -> str:
     """Pushwoosh instances that each take only track events whose properties.targets names them."""
     blocks = []
@@ -224,9 +231,7 @@ enable_batching = true
 @pytest.fixture(scope="session")
 def faulty(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterator[Stack]:
     """A second worker (own group and topics) whose instances the delivery tests make fail."""
-    from pushstream.codecs.destinations.pushwoosh import PUSHWOOSH
-
-    (workdir / "track-mapping.json").write_bytes(msgspec.json.encode(PUSHWOOSH.actions["trackEvent"].default_mapping))
+    write_track_mapping(workdir)
     instances = targeted_instances(sandbox.url, ("flaky", "short", "slow", "fast", "paced"),
                                    {"short": "retry_window = 4.0", "paced": "max_requests_per_second = 2.0"})
     text = local_config(broker.url, sandbox.url, prefix="faulty", app_id="pushstream-faulty",

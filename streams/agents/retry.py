@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import faust
 import msgspec
@@ -40,29 +41,40 @@ class RetryAgent(Agent):
     def _window_end(self, job: Job) -> float:
         return (job.first_attempt_at or job.received_at) + self.pipeline.deliverers[self.instance.name].retry_window
 
-    async def _hold_while_open(self, stream: faust.StreamT[bytes], until: float) -> None:
+    async def _hold_while_open(self, stream: faust.StreamT[bytes], batch: list[tuple[Job, int]]) -> None:
         """While the instance's circuit is open, hold this batch, unwritten: its retry partitions
-        are paused (nothing more is fetched, so the consumer never blocks on this agent), until
-        the circuit closes, a probe is due that needs a real request (no credential check), or
-        `until` (the first retry window of the batch to end: that job then fails)."""
-        circuit = self.pipeline.deliverers[self.instance.name].circuit
+        are paused (nothing more is fetched, so the consumer never blocks on this agent) until the
+        circuit closes or a job's retry window ends (that job then fails). Without a credential
+        check the probe is a real request: the batch's first job, alone; the rest stay held."""
+        deliverer = self.pipeline.deliverers[self.instance.name]
+        circuit = deliverer.circuit
         if not circuit.open:
             return
         consumer = stream.app.consumer
         topic = self.pipeline.topics.retry[self.instance.name]
         paused = {tp for tp in consumer.assignment() if tp.topic == topic}
         consumer.pause_partitions(paused)
+        can_ping = deliverer.instance.destination.ping is not None
         try:
-            can_ping = self.pipeline.deliverers[self.instance.name].instance.destination.ping is not None
-            while circuit.open and not (circuit.probe_due() and not can_ping) and time.time() < until:
+            while circuit.open and batch:
+                until = min(self._window_end(j) for j, _ in batch)
+                if time.time() >= until:
+                    return
+                if circuit.probe_due() and not can_ping:
+                    probe, partition = batch.pop(0)
+                    probe = msgspec.structs.replace(probe, due_at=None)
+                    await self.pipeline.writer.write(await self.pipeline.deliver(self.instance, [(probe, partition)]))
+                    continue
                 await circuit.wait_closed(timeout=max(0.25, min(circuit.probe_at, until) - time.time()))
         finally:
-            consumer.resume_partitions(paused & consumer.assignment())
+            await _resume(consumer, paused & consumer.assignment())
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(100, within=0.5):
+        take = self.pipeline.config.pipeline.deliver_batch  # a backlog drains in steps, as the deliver agent's
+        async for events in stream.take_events(take, within=0.5):
             async with or_exit(self.name):
                 batch = [pair for pairs in record_jobs(events) for pair in pairs]
+                await self._hold_while_open(stream, batch)  # an outage or a refused key: no rewrites meanwhile
                 if not batch:
                     continue
                 wait = min(j.due_at or 0.0 for j, _ in batch) - time.time()
@@ -74,5 +86,17 @@ class RetryAgent(Agent):
                     await self.pipeline.write_delivery(self.instance, Writes(retries=later))
                 ready = [(msgspec.structs.replace(j, due_at=None), p) for j, p in batch if (j.due_at or 0.0) <= now]
                 if ready:
-                    await self._hold_while_open(stream, min(self._window_end(j) for j, _ in ready))
                     await self.pipeline.writer.write(await self.pipeline.deliver(self.instance, ready))
+
+
+async def _resume(consumer: Any, tps: set[Any]) -> None:
+    """Resume paused partitions where their stream stopped. Faust drops the records of a fetch
+    that was in flight when the partition was paused (they are filtered out, though the fetch
+    position moved past them), so each is sought back to just after the last record delivered
+    to its stream (or its committed offset)."""
+    consumer.resume_partitions(tps)
+    for tp in tps:
+        read = consumer._read_offset.get(tp)
+        offset = read + 1 if read is not None else consumer._committed_offset.get(tp)
+        if offset is not None:
+            await consumer.seek(tp, offset)

@@ -23,6 +23,7 @@ class FakeConsumer:
         self._read_offset: dict[Any, int | None] = {tp: 9 for tp in self.tps}
         self.highwaters = {tp: 10 for tp in self.tps}
         self.seeks: list[tuple[Any, int]] = []
+        self._paused_partitions: set[Any] = set()
 
     def assignment(self) -> list[Any]:
         return self.tps
@@ -57,6 +58,18 @@ def test_only_a_partition_with_waiting_records_and_no_progress_is_re_read() -> N
     assert run(watch.check(31.0)) == [TP("in", 0)]
     assert c.seeks == [(TP("in", 0), 10)]
     assert run(watch.check(40.0)) == []  # the clock starts again after a re-read
+
+
+def test_a_partition_paused_on_purpose_is_not_stalled() -> None:
+    """A retry agent holding a batch while its instance's circuit is open pauses its partitions."""
+    app = FakeApp()
+    c = app.consumer
+    watch = StallWatch(app, {"in"}, after=30)  # type: ignore[arg-type]
+    c.highwaters[TP("in", 0)] = 50
+    c._paused_partitions.add(TP("in", 0))
+    assert asyncio.run(watch.check(0.0)) == [] and asyncio.run(watch.check(100.0)) == []
+    c._paused_partitions.clear()  # resumed: its clock starts then
+    assert asyncio.run(watch.check(101.0)) == [] and asyncio.run(watch.check(140.0)) == [TP("in", 0)]
 
 
 def test_caught_up_idle_or_rebalancing_partitions_are_left_alone() -> None:

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import collections
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from pushstream.codecs.records import decode_jobs
+from pushstream.streams.kafka import read_topic
+from pushstream.streams.local.broker import LocalBroker
+from pushstream.streams.local.stack import local_config
 from pushstream.streams.replay import replay
 
-from ...conftest import Stack, mine, sent_for_app, targeted_events
+from ...conftest import (SandboxClient, Stack, close, launch, mine, sent_for_app, targeted_events, targeted_instances,
+                         write_track_mapping)
 
 pytestmark = pytest.mark.usefixtures("no_faults_left")
 
@@ -92,3 +98,46 @@ def test_a_wrong_key_pauses_only_its_instance_and_the_fix_delivers_every_event_o
     assert len({o["message_id"] for o in rotated}) == 200
     log = faulty.worker.output()
     assert log.count("instance=pw-rotated circuit OPEN") == 1 and "instance=pw-rotated circuit closed" in log
+
+
+def test_a_120_s_outage_parks_jobs_without_churn_and_drains_fast(broker: LocalBroker, sandbox: SandboxClient,
+                                                                workdir: Path, prefix: str) -> None:
+    """503 for 120 s while 20,000 events arrive, default backoff settings: every event delivered
+    once; each job written to the retry topic at most attempts + 1 times; rewrites without an
+    attempt at most 1 per 10 retried jobs; the last delivered at most 15 s after recovery. (Each
+    job used to back off on its own and was written back every few seconds while it waited.)"""
+    text = local_config(broker.url, sandbox.url, prefix="outage", app_id="pushstream-outage",
+                        input_topic="outage-events", partitions=4, batch_window=0.2)
+    text = text.split("[[destinations]]")[0] + targeted_instances(sandbox.url, ("outage",))
+    write_track_mapping(workdir)
+    stack = launch(text, "outage", sandbox, workdir)
+    try:
+        sandbox.fault(status=503, duration=120, appcode="APP-OUTAGE")
+        recovered_at = time.time() + 120
+        events = targeted_events(prefix, 20_000, "outage")
+        for i in range(0, 20_000, 2_000):  # arriving over the outage
+            stack.produce(events[i:i + 2_000])
+            time.sleep(max(0.0, min(10.0, recovered_at - 5 - time.time())))
+        outcomes = stack.outcomes.wait(lambda o: mine(prefix)(o) and o["status"] != "duplicate", 20_000,
+                                       timeout=240, settle=2)
+        assert collections.Counter(o["status"] for o in outcomes) == {"delivered": 20_000}
+        assert len({o["message_id"] for o in outcomes}) == 20_000
+        attempts = {o["message_id"]: o["attempts"] for o in outcomes}
+        last = max(o["last_attempt_at"] for o in outcomes)
+        writes: dict[str, list[int]] = collections.defaultdict(list)
+        for _, _, _, _, value in read_topic(stack.config.kafka.broker, [stack.config.topic("retry", "pw-outage")],
+                                            idle_timeout=3):
+            for job in decode_jobs(value):
+                if job.message_id.startswith(prefix):
+                    writes[job.message_id].append(job.attempts)
+        over = {m: (w, attempts[m]) for m, w in writes.items() if len(w) > attempts[m] + 1}
+        assert not over, list(over.items())[:5]
+        rewrites = sum(sum(1 for a, b in zip(w, w[1:], strict=False) if a == b) for w in writes.values())
+        print(f"\noutage 120 s: {len(writes)} jobs through the retry topic, {sum(map(len, writes.values()))} "
+              f"records, {rewrites} rewrites without an attempt; last delivered {last - recovered_at:.1f} s "
+              f"after recovery")
+        assert rewrites <= len(writes) / 10
+        assert last - recovered_at <= 15.0
+    finally:
+        sandbox.clear_faults()
+        close(stack)
