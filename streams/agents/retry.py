@@ -1,19 +1,23 @@
 """The retry agent of one instance: jobs whose due time has come are delivered again.
 
 Reads:  `<prefix>.retry.<instance>` (single jobs with a due time).
-Writes: jobs not due yet back to the same topic (after holding a batch at most
-        `RETRY_HOLD_MAX` seconds for its earliest due time); due jobs through
-        `Pipeline.deliver` (outcomes, further retries, dead letters), then their dedup entries.
-        While the instance's circuit is open, a batch is held with its partitions paused: no
-        rewrites while the destination is down or refuses the key (see circuit.py).
-Acks:   a batch once all of that is written (Faust's `take_events` acks it when the loop asks
-        for the next batch; the body never raises, see `or_exit`).
+Writes: due jobs through `Pipeline.deliver` (outcomes, further retries, dead letters), then
+        their dedup entries. Nothing is written back while a job waits: the agent holds its
+        take, with the topic's partitions paused, until the earliest job is due ("pause the
+        partition until its head is due"), so a job costs one retry record per attempt, never
+        one per few seconds of waiting. While the instance's circuit is open the whole take is
+        held the same way (see circuit.py). Records behind a held take wait for it (at most
+        `backoff_max`, or the outage).
+Acks:   a take once all of its jobs are written (Faust's `take_events` acks it when the loop asks
+        for the next one; the body never raises, see `or_exit`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -22,16 +26,13 @@ import msgspec
 from pushstream.codecs.config import Instance
 from pushstream.codecs.records import Job
 
-from ..deliver import Writes
 from .pipeline import Agent, Pipeline, or_exit, record_jobs
 
-__all__ = ["RETRY_HOLD_MAX", "RetryAgent"]
-
-RETRY_HOLD_MAX = 5.0  # seconds a retry batch waits for its due time before going back on the topic
+__all__ = ["RetryAgent"]
 
 
 class RetryAgent(Agent):
-    """Re-delivers due jobs of one instance; puts the others back on its retry topic."""
+    """Re-delivers jobs of one instance as they fall due; never writes a waiting job back."""
 
     def __init__(self, pipeline: Pipeline, instance: Instance) -> None:
         self.pipeline = pipeline
@@ -42,20 +43,15 @@ class RetryAgent(Agent):
         return (job.first_attempt_at or job.received_at) + self.pipeline.deliverers[self.instance.name].retry_window
 
     async def _hold_while_open(self, stream: faust.StreamT[bytes], batch: list[tuple[Job, int]]) -> None:
-        """While the instance's circuit is open, hold this batch, unwritten: its retry partitions
-        are paused (nothing more is fetched, so the consumer never blocks on this agent) until the
-        circuit closes or a job's retry window ends (that job then fails). Without a credential
-        check the probe is a real request: the batch's first job, alone; the rest stay held."""
+        """While the instance's circuit is open, hold this take, unwritten, with its partitions paused,
+        until the circuit closes or a job's retry window ends (that job then fails). Without a
+        credential check the probe is a real request: the take's first job, alone."""
         deliverer = self.pipeline.deliverers[self.instance.name]
         circuit = deliverer.circuit
         if not circuit.open:
             return
-        consumer = stream.app.consumer
-        topic = self.pipeline.topics.retry[self.instance.name]
-        paused = {tp for tp in consumer.assignment() if tp.topic == topic}
-        consumer.pause_partitions(paused)
         can_ping = deliverer.instance.destination.ping is not None
-        try:
+        async with self._paused(stream):
             while circuit.open and batch:
                 until = min(self._window_end(j) for j, _ in batch)
                 if time.time() >= until:
@@ -66,28 +62,44 @@ class RetryAgent(Agent):
                     await self.pipeline.writer.write(await self.pipeline.deliver(self.instance, [(probe, partition)]))
                     continue
                 await circuit.wait_closed(timeout=max(0.25, min(circuit.probe_at, until) - time.time()))
-        finally:
-            await _resume(consumer, paused & consumer.assignment())
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         take = self.pipeline.config.pipeline.deliver_batch  # a backlog drains in steps, as the deliver agent's
         async for events in stream.take_events(take, within=0.5):
             async with or_exit(self.name):
                 batch = [pair for pairs in record_jobs(events) for pair in pairs]
-                await self._hold_while_open(stream, batch)  # an outage or a refused key: no rewrites meanwhile
-                if not batch:
-                    continue
-                wait = min(j.due_at or 0.0 for j, _ in batch) - time.time()
-                if wait > 0:
-                    await asyncio.sleep(min(wait, RETRY_HOLD_MAX))
-                now = time.time()
-                later = [j for j, _ in batch if (j.due_at or 0.0) > now]
-                if later:  # not due yet: back on the retry topic, written before this batch is acked
-                    await self.pipeline.write_delivery(self.instance, Writes(retries=later))
-                ready = [(msgspec.structs.replace(j, due_at=None), p) for j, p in batch if (j.due_at or 0.0) <= now]
-                if ready:
+                while batch:
+                    await self._hold_while_open(stream, batch)  # an outage or a refused key: held, not rewritten
+                    if not batch:
+                        break
+                    now = time.time()
+                    earliest = min(j.due_at or 0.0 for j, _ in batch)
+                    if earliest > now:
+                        await self._hold_until(stream, earliest)
+                        continue
+                    ready = [(msgspec.structs.replace(j, due_at=None), p) for j, p in batch if (j.due_at or 0.0) <= now]
+                    batch = [(j, p) for j, p in batch if (j.due_at or 0.0) > now]
                     await self.pipeline.writer.write(await self.pipeline.deliver(self.instance, ready))
 
+    async def _hold_until(self, stream: faust.StreamT[bytes], due: float) -> None:
+        """Wait for `due` with this instance's retry partitions paused (or until its circuit opens)."""
+        circuit = self.pipeline.deliverers[self.instance.name].circuit
+        async with self._paused(stream):
+            while time.time() < due and not circuit.open:
+                await asyncio.sleep(min(1.0, max(0.0, due - time.time())))
+
+    @contextlib.asynccontextmanager
+    async def _paused(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        """This instance's retry partitions paused (nothing more fetched for them, so the shared
+        consumer never blocks on this agent's full queue), resumed where their stream stopped."""
+        consumer = stream.app.consumer
+        topic = self.pipeline.topics.retry[self.instance.name]
+        paused = {tp for tp in consumer.assignment() if tp.topic == topic}
+        consumer.pause_partitions(paused)
+        try:
+            yield
+        finally:
+            await _resume(consumer, paused & consumer.assignment())
 
 async def _resume(consumer: Any, tps: set[Any]) -> None:
     """Resume paused partitions where their stream stopped. Faust drops the records of a fetch

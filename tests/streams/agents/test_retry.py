@@ -141,3 +141,19 @@ def test_a_120_s_outage_parks_jobs_without_churn_and_drains_fast(broker: LocalBr
     finally:
         sandbox.clear_faults()
         close(stack)
+
+
+def test_a_job_waiting_for_its_backoff_is_not_written_again(faulty: Stack, prefix: str) -> None:
+    """One 503 with Retry-After: 8 (the circuit stays closed): each job goes to the retry topic
+    once and is delivered after the 8 s; it used to go back on the topic every 5 s it waited."""
+    faulty.sandbox.fault(status=503, retry_after="8", count=1, appcode="APP-FLAKY")
+    faulty.produce(targeted_events(prefix, 10, "flaky"))
+    outcomes = faulty.outcomes.wait(mine(prefix), 10, timeout=60)
+    assert {o["status"] for o in outcomes} == {"delivered"} and {o["attempts"] for o in outcomes} == {2}
+    records = collections.Counter(
+        job.message_id for *_, value in read_topic(faulty.config.kafka.broker,
+                                                   [faulty.config.topic("retry", "pw-flaky")], idle_timeout=3)
+        for job in decode_jobs(value) if job.message_id.startswith(prefix))
+    assert len(records) == 10 and set(records.values()) == {1}, records
+    requests = sent_for_app(faulty.sandbox, prefix, "APP-FLAKY")
+    assert requests[-1]["time"] - requests[0]["time"] >= 8.0
