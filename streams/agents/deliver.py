@@ -28,18 +28,18 @@ from pushstream.codecs.records import Job
 
 from ..steps import Pending, delivery_steps
 from ..writer import Record
-from .pipeline import TAKE_WITHIN, Agent, Pipeline, or_exit, record_jobs
+from .pipeline import TAKE_WITHIN, InstanceAgent, Pipeline, or_exit, record_jobs
 
 __all__ = ["DeliverAgent"]
 
 
-class DeliverAgent(Agent):
+class DeliverAgent(InstanceAgent):
     """Delivers fresh jobs of one instance, one delivery at a time."""
 
+    kind = "deliver"
+
     def __init__(self, pipeline: Pipeline, instance: Instance) -> None:
-        self.pipeline = pipeline
-        self.instance = instance
-        self.name = f"deliver-{instance.name}"
+        super().__init__(pipeline, instance)
         self.steps = pipeline.config.pipeline.deliver_batch
         self.pending = self._new_pending()
         self.in_flight: asyncio.Future[None] | None = None  # the delivery out now

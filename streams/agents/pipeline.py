@@ -27,7 +27,7 @@ from ..deliver import Deliverer, Writes
 from ..metrics import Metrics
 from ..writer import Record, Writer
 
-__all__ = ["TAKE_WITHIN", "Agent", "Pipeline", "Topics", "or_exit", "record_jobs"]
+__all__ = ["TAKE_WITHIN", "Agent", "InstanceAgent", "Pipeline", "Topics", "or_exit", "record_jobs"]
 
 log = logging.getLogger(__name__)
 TAKE_WITHIN = 0.02  # seconds a read record may wait for others before its agent sees it
@@ -115,6 +115,17 @@ class Agent:
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         raise NotImplementedError
+
+
+class InstanceAgent(Agent):
+    """An agent of one destination instance (deliver, retry), named `<kind>-<instance>`."""
+
+    kind: str
+
+    def __init__(self, pipeline: Pipeline, instance: Instance) -> None:
+        self.pipeline = pipeline
+        self.instance = instance
+        self.name = f"{self.kind}-{instance.name}"
 
 
 @contextlib.asynccontextmanager

@@ -23,21 +23,17 @@ from typing import Any
 import faust
 import msgspec
 
-from pushstream.codecs.config import Instance
 from pushstream.codecs.records import Job
 
-from .pipeline import Agent, Pipeline, or_exit, record_jobs
+from .pipeline import InstanceAgent, or_exit, record_jobs
 
 __all__ = ["RetryAgent"]
 
 
-class RetryAgent(Agent):
+class RetryAgent(InstanceAgent):
     """Re-delivers jobs of one instance as they fall due; never writes a waiting job back."""
 
-    def __init__(self, pipeline: Pipeline, instance: Instance) -> None:
-        self.pipeline = pipeline
-        self.instance = instance
-        self.name = f"retry-{instance.name}"
+    kind = "retry"
 
     def _window_end(self, job: Job) -> float:
         return (job.first_attempt_at or job.received_at) + self.pipeline.deliverers[self.instance.name].retry_window
