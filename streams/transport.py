@@ -139,6 +139,8 @@ class PushstreamApp(faust.App):
                  prepare: Callable[[], object] | None = None, **kwargs: Any) -> None:
         self.fetch_max_wait = fetch_max_wait
         self.prepare = prepare
+        #: Partitions a retry agent paused while it holds a take (StallWatch leaves them alone).
+        self.held_partitions: set[Any] = set()
         kwargs.setdefault("Monitor", LeanMonitor)
         super().__init__(*args, **kwargs)
 
@@ -191,9 +193,9 @@ class StallWatch:
             self._seen.clear()
             return []
         stalled = []
-        paused = getattr(consumer, "_paused_partitions", set())
+        held = getattr(app, "held_partitions", set())
         for tp in consumer.assignment():
-            if tp.topic not in self.topics or tp in paused:  # paused on purpose (a retry agent holding)
+            if tp.topic not in self.topics or tp in held:  # held on purpose: a retry agent waiting
                 self._seen.pop(tp, None)
                 continue
             committed = consumer._committed_offset.get(tp)

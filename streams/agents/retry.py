@@ -91,10 +91,13 @@ class RetryAgent(InstanceAgent):
         consumer = stream.app.consumer
         topic = self.pipeline.topics.retry[self.instance.name]
         paused = {tp for tp in consumer.assignment() if tp.topic == topic}
+        held = getattr(stream.app, "held_partitions", set())
         consumer.pause_partitions(paused)
+        held.update(paused)
         try:
             yield
         finally:
+            held.difference_update(paused)
             await _resume(consumer, paused & consumer.assignment())
 
 async def _resume(consumer: Any, tps: set[Any]) -> None:

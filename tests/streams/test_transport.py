@@ -23,7 +23,6 @@ class FakeConsumer:
         self._read_offset: dict[Any, int | None] = {tp: 9 for tp in self.tps}
         self.highwaters = {tp: 10 for tp in self.tps}
         self.seeks: list[tuple[Any, int]] = []
-        self._paused_partitions: set[Any] = set()
 
     def assignment(self) -> list[Any]:
         return self.tps
@@ -41,6 +40,7 @@ class FakeApp:
 
     def __init__(self) -> None:
         self.consumer = FakeConsumer()
+        self.held_partitions: set[Any] = set()
 
 
 def test_only_a_partition_with_waiting_records_and_no_progress_is_re_read() -> None:
@@ -66,9 +66,9 @@ def test_a_partition_paused_on_purpose_is_not_stalled() -> None:
     c = app.consumer
     watch = StallWatch(app, {"in"}, after=30)  # type: ignore[arg-type]
     c.highwaters[TP("in", 0)] = 50
-    c._paused_partitions.add(TP("in", 0))
+    app.held_partitions.add(TP("in", 0))
     assert asyncio.run(watch.check(0.0)) == [] and asyncio.run(watch.check(100.0)) == []
-    c._paused_partitions.clear()  # resumed: its clock starts then
+    app.held_partitions.clear()  # resumed: its clock starts then
     assert asyncio.run(watch.check(101.0)) == [] and asyncio.run(watch.check(140.0)) == [TP("in", 0)]
 
 
