@@ -21,6 +21,8 @@ __all__ = [
     "path_getter",
     "is_number",
     "js_string",
+    "js_json_bytes",
+    "js_json_value",
     "json_stringify",
     "real_type",
     "truthy",
@@ -82,6 +84,32 @@ def real_type(value: Any) -> str:
     return type(value).__name__.lower()
 
 
+def _float_text(value: float) -> str:
+    """`Number.prototype.toString` for a finite float: the shortest round-trip digits (Python's
+    repr finds the same ones), placed by ECMAScript's rules: plain notation from 1e-7 up to
+    1e21 exclusive, exponent notation (`1e+21`, `1.5e-7`) outside."""
+    if value == 0:
+        return "0"  # -0 too
+    text = repr(value)
+    sign = "-" if text[0] == "-" else ""
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    all_digits = whole + fraction
+    digits = all_digits.lstrip("0")
+    # The point sits after `point` digits: value = 0.<digits> x 10^point.
+    point = len(whole) + (int(exponent) if exponent else 0) - (len(all_digits) - len(digits))
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= point <= 21:
+        return sign + digits + "0" * (point - k)
+    if 0 < point <= 21:
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    if -6 < point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    e = point - 1
+    return f"{sign}{digits[0]}{'.' + digits[1:] if k > 1 else ''}e{'+' if e >= 0 else '-'}{abs(e)}"
+
+
 def _number_string(value: float | int) -> str:
     if isinstance(value, int):
         return str(value)
@@ -89,15 +117,7 @@ def _number_string(value: float | int) -> str:
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
-    if value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    # JS writes exponents as e+21 / e-7 and never with a leading zero in the exponent.
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        sign = "-" if exponent.startswith("-") else "+"
-        text = f"{mantissa.removesuffix('.0')}e{sign}{int(exponent.lstrip('+-'))}"
-    return text
+    return _float_text(value)
 
 
 def js_string(value: Any) -> str:
@@ -121,18 +141,40 @@ def js_string(value: Any) -> str:
     return str(value)
 
 
-def _js_json_value(value: Any) -> Any:
-    """Prepare a value so msgspec writes the same JSON text as `JSON.stringify`."""
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return None
-        if value.is_integer() and abs(value) < 1e21:
-            return int(value)
-        return value
-    if isinstance(value, dict):
-        return {k: _js_json_value(v) for k, v in value.items() if v is not UNDEFINED}
-    if isinstance(value, list):
-        return [None if v is UNDEFINED else _js_json_value(v) for v in value]
+_DIGITS = frozenset("0123456789")
+
+
+def _is_index(key: str) -> bool:
+    """A key JavaScript objects keep first, in numeric order: a canonical array index."""
+    return key.isdigit() and (key == "0" or key[0] != "0") and int(key) < 4294967295
+
+
+def _js_float(value: float) -> Any:
+    if math.isnan(value) or math.isinf(value):
+        return None
+    if value.is_integer() and abs(value) < 2**53:
+        return int(value)  # 2.0 and -0.0 are written 2 and 0
+    if 1e-4 <= abs(value) < 2**53:
+        return value  # msgspec writes these as JavaScript does (shortest digits, plain notation)
+    return msgspec.Raw(_float_text(value).encode())
+
+
+def js_json_value(value: Any) -> Any:
+    """`value` made ready for msgspec to write the same JSON text as `JSON.stringify`: undefined
+    keys dropped (array items become null), NaN/Infinity null, numbers in JavaScript's notation,
+    and integer-like object keys first in numeric order, as every JavaScript object keeps them."""
+    kind = type(value)
+    if kind is dict:
+        out = {k: js_json_value(v) for k, v in value.items() if v is not UNDEFINED}
+        for key in out:
+            if key[:1] in _DIGITS and _is_index(key):
+                first = sorted((k for k in out if _is_index(k)), key=int)
+                return {**{k: out[k] for k in first}, **out}
+        return out
+    if kind is list:
+        return [None if v is UNDEFINED else js_json_value(v) for v in value]
+    if kind is float:
+        return _js_float(value)
     return value
 
 
@@ -140,7 +182,12 @@ def json_stringify(value: Any) -> str | Undefined:
     """`JSON.stringify(value)`: compact, UTF-8 kept, `undefined` stays `undefined`."""
     if value is UNDEFINED:
         return UNDEFINED
-    return msgspec.json.encode(_js_json_value(value)).decode()
+    return msgspec.json.encode(js_json_value(value)).decode()
+
+
+def js_json_bytes(value: Any) -> bytes:
+    """The bytes `JSON.stringify(value)` gives: how a request body goes on the wire."""
+    return msgspec.json.encode(js_json_value(value))
 
 
 # Segment's core `get` splits on `.`, on `[` before a quote or digit, and on `]` after one.

@@ -36,8 +36,8 @@ class Routed:
 
 def integrations_allow(integrations: dict[str, Any] | None, keys: tuple[str, ...]) -> bool:
     """Segment's rule: a destination-specific key supersedes `All` (default true); any truthy value enables."""
-    if not integrations:
-        return True
+    if not integrations or type(integrations) is not dict:
+        return True  # Segment's filter reads an object; anything else turns nothing off
     for key in keys:
         if key in integrations:
             return truthy(integrations[key])

@@ -2,8 +2,11 @@
 
 `decode_event(raw)` returns an `Event`: the typed header (`SegmentEvent`, used for keys,
 routing and outcomes) plus the decoded JSON tree that mappings and triggers read, with every
-unknown field kept (`$.context.foo`, custom top-level keys). Anything that is not a Segment
-event raises `InvalidEvent` with a message naming the problem (path and expected type).
+unknown field kept (`$.context.foo`, custom top-level keys). Only the header is checked here:
+`type`, `messageId`, `userId`, `anonymousId` (numeric ids are coerced to strings, as Segment
+does). A record that is not a JSON object, or whose header is wrong, raises `InvalidEvent`
+with a message naming the problem (path and expected type); any other field is checked where
+a mapping reads it, as Segment does.
 """
 
 from __future__ import annotations
@@ -14,38 +17,42 @@ from typing import Any
 
 import msgspec
 
+from .js import js_string
+
 __all__ = ["Alias", "Delete", "Event", "Group", "Identify", "InvalidEvent", "Page", "Screen", "input_key",
            "SegmentEvent", "Track", "decode_event"]
 
 Obj = dict[str, Any]
 
 
-class _Base(msgspec.Struct, tag_field="type", rename="camel", kw_only=True, frozen=True):
-    """Fields common to every call. Unknown fields are ignored here (they stay in the tree).
+#: An id as it may arrive: Segment's SDKs send numbers too (`"userId": 12345`); the header keeps
+#: it as the string Segment would (`"12345"`), the tree as sent (mappings coerce per field).
+_Id = str | int | float | None
 
-    The object-valued fields mappings read (`context`, `properties`, `traits`) are not decoded
-    a second time into the header: `OBJECT_FIELDS` checks their type on the tree, with the
-    message msgspec gives. (Building them twice was ~7% of the transform stage.)"""
+
+class _Base(msgspec.Struct, tag_field="type", rename="camel", kw_only=True, frozen=True):
+    """The routing header: the only fields checked for every event (they key, dedup and route
+    it). Everything else stays in the tree and is checked where a mapping reads it, as Segment
+    validates only what ends up in an action's payload."""
 
     #: Missing or empty: the router gives the event a derived one (`derived_message_id`).
-    message_id: str = ""
-    user_id: str | None = None
-    anonymous_id: str | None = None
-    timestamp: str | int | float | None = None
-    integrations: Obj | None = None
+    message_id: _Id = ""
+    user_id: _Id = None
+    anonymous_id: _Id = None
+    #: Read by routing only when it is an object (`integrations_allow`); anything else filters nothing.
+    integrations: Any = None
 
 
 class Track(_Base, tag="track"):
-    event: str
+    pass
 
 
 class Page(_Base, tag="page"):
-    name: str | None = None
-    category: str | None = None
+    pass
 
 
 class Screen(_Base, tag="screen"):
-    name: str | None = None
+    pass
 
 
 class Identify(_Base, tag="identify"):
@@ -53,11 +60,11 @@ class Identify(_Base, tag="identify"):
 
 
 class Group(_Base, tag="group"):
-    group_id: str
+    pass
 
 
 class Alias(_Base, tag="alias"):
-    previous_id: str
+    pass
 
 
 class Delete(_Base, tag="delete"):
@@ -67,13 +74,15 @@ class Delete(_Base, tag="delete"):
 SegmentEvent = Track | Page | Screen | Identify | Group | Alias | Delete
 EVENT_TYPES = frozenset(t.__struct_config__.tag for t in (Track, Page, Screen, Identify, Group, Alias, Delete))
 _header = msgspec.json.Decoder(SegmentEvent)
-
-#: Per call, the fields that must be a JSON object (or null) when present.
-OBJECT_FIELDS: dict[type, tuple[str, ...]] = {
-    Track: ("context", "properties"), Page: ("context", "properties"), Screen: ("context", "properties"),
-    Identify: ("context", "traits"), Group: ("context", "traits"), Alias: ("context",), Delete: ("context",)}
-_JSON_NAMES = {list: "array", str: "str", int: "int", float: "float", bool: "bool"}
+_NUMBERS = (int, float)
 _tree = msgspec.json.Decoder(Obj)
+
+
+def _as_strings(header: SegmentEvent) -> SegmentEvent:
+    """The header with numeric ids written as JavaScript's `String(id)` (`12345`, `1.5`)."""
+    changes = {name: js_string(value) for name in ("message_id", "user_id", "anonymous_id")
+               if type(value := getattr(header, name)) is int or type(value) is float}
+    return msgspec.structs.replace(header, **changes) if changes else header
 
 
 class InvalidEvent(ValueError):
@@ -109,6 +118,8 @@ class Event(msgspec.Struct, frozen=True):
         return self.header.user_id or self.header.anonymous_id
 
 
+_BAD_ID = re.compile(r"got `(\w+)` - at `\$\.(messageId|userId|anonymousId)`$")
+_A = {"bool": "a boolean", "array": "an array", "object": "an object"}
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(rb"[\[\]{}]")
 
@@ -119,8 +130,13 @@ def input_key(event: Any) -> str | None:
     records with it."""
     if not isinstance(event, dict):
         return None
-    key = event.get("userId") or event.get("anonymousId")
-    return key if isinstance(key, str) else None
+    for name in ("userId", "anonymousId"):
+        key = event.get(name)
+        if type(key) is int or type(key) is float:
+            return js_string(key)  # as the header has it
+        if key and isinstance(key, str):
+            return key
+    return None
 
 
 def _depth(raw: bytes) -> int:
@@ -179,10 +195,9 @@ def decode_event(raw: bytes, max_bytes: int | None = None) -> Event:
             else:
                 message = (f"unknown event type {tree.get('type')!r}: expected one of "
                            "track, page, screen, identify, group, alias, delete")
+        elif (bad_id := _BAD_ID.search(message)) is not None:
+            message = f"`{bad_id[2]}` must be a string or a number, not {_A[bad_id[1]]}"
         raise InvalidEvent(message, readable_id) from None
-    for name in OBJECT_FIELDS[type(header)]:
-        value = tree.get(name)
-        if value is not None and type(value) is not dict:
-            raise InvalidEvent(f"Expected `object | null`, got `{_JSON_NAMES[type(value)]}` - at `$.{name}`",
-                               readable_id)
+    if type(header.user_id) in _NUMBERS or type(header.anonymous_id) in _NUMBERS or type(header.message_id) in _NUMBERS:
+        header = _as_strings(header)
     return Event(header, tree)

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import msgspec
 
 from pushstream.codecs.config import Instance
 from pushstream.codecs.destinations import HttpRequest
+from pushstream.codecs.js import js_json_bytes
 
 from .aiohttp_transport import AiohttpTransport
 
@@ -145,7 +145,7 @@ class DestinationClient:
         started = time.perf_counter()
         try:
             response = await self._client.request(
-                request.method, self._url(request.path), content=msgspec.json.encode(request.body),
+                request.method, self._url(request.path), content=js_json_bytes(request.body),
                 headers={"content-type": "application/json"})
         except httpx.TimeoutException as exc:
             raise RetryableError(f"timed out: {type(exc).__name__}", code="REQUEST_TIMEOUT") from None

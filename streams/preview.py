@@ -9,6 +9,7 @@ from typing import TextIO
 import msgspec
 
 from pushstream.codecs.config import Config
+from pushstream.codecs.js import js_json_bytes
 from pushstream.codecs.plan import plan_requests
 from pushstream.codecs.records import Job
 from pushstream.codecs.route import route_record
@@ -50,7 +51,7 @@ def preview(config: Config, lines: list[bytes], out: TextIO) -> None:
             out.write(f"\n{name}: {plan.request.method} {url}  ({len(plan.jobs)} event(s))\n")
             for k, v in headers.items():
                 out.write(f"  {k}: {v}\n")
-            out.write(msgspec.json.format(msgspec.json.encode(plan.request.body), indent=2).decode() + "\n")
+            out.write(msgspec.json.format(js_json_bytes(plan.request.body), indent=2).decode() + "\n")
 
 
 async def check_credentials(config: Config, name: str) -> tuple[bool, str]:

@@ -116,7 +116,7 @@ def test_an_event_without_a_message_id_gets_one_from_its_place_in_kafka(config: 
 
 
 def test_an_invalid_outcome_keeps_the_message_id_it_could_read(config: Config) -> None:
-    (outcome,) = _route(config, {"type": "track", "messageId": "keep-me", "userId": "u"}).outcomes
+    (outcome,) = _route(config, {"type": "track", "messageId": "keep-me", "userId": True}).outcomes
     assert outcome.status == "invalid" and outcome.message_id == "keep-me"
     (outcome,) = _route(config, {"type": "teleport", "messageId": "keep-too"}).outcomes
     assert outcome.message_id == "keep-too"
