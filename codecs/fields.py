@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .js import UNDEFINED, is_number, js_string
+from .js import UNDEFINED, is_number, js_number, js_string
 
 __all__ = ["Field", "PayloadInvalid", "Validator", "compile_validator", "default_mapping", "validate_payload"]
 
@@ -92,6 +92,8 @@ _A = {"string": "a string", "number": "a number", "integer": "an integer", "bool
 
 
 def _humanize_type(value: Any) -> str:
+    if value is UNDEFINED:
+        return "undefined"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -127,12 +129,10 @@ def _coerce(value: Any, target: str) -> Any:
             return int(value)
         if value is None:
             return 0
-        if isinstance(value, str) and _NUMBER.match(value):
-            number = float(value)
-            if target == "integer":
-                return int(number) if number.is_integer() else UNDEFINED
-            return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
-        return UNDEFINED
+        number = js_number(value) if isinstance(value, str) and value else UNDEFINED
+        if number is UNDEFINED or (target == "integer" and not float(number).is_integer()):
+            return UNDEFINED
+        return number
     if target == "boolean":
         if value in ("true", "false"):
             return value == "true"
@@ -206,18 +206,33 @@ def _check_format(f: Field, value: Any, errors: list[str]) -> None:
 
 
 def _validate_value(f: Field, value: Any, errors: list[str]) -> Any:
+    """AJV's type keyword with `coerceTypes: 'array'`, then the format keyword. Its quirks are
+    Segment's behaviour: a one-element array is unwrapped, and kept as is only for a
+    single-type field whose type it has (`["ios"]` for a string); for a field with two types
+    (string or null, string or number) AJV's check of the unwrapped item always fails, so the
+    item is coerced or refused (`["ios"]` for a string-or-null field is refused, `[null]` becomes
+    `""`). Object fields are never coerced or unwrapped. After a type error the format is
+    still checked, on the unwrapped item (`allErrors`)."""
     types = _schema_types(f)
-    if isinstance(value, list) and len(value) == 1 and "object" not in types:
-        value = value[0]  # coerceTypes: 'array' unwraps a one-element array for a scalar field
     if not any(_matches(value, t) for t in types):
-        for t in types:
-            coerced = _coerce(value, t)
-            if coerced is not UNDEFINED:
-                value = coerced
-                break
-        else:
+        if "object" in types:
             errors.append(_type_message(f.label, types, value))
             return UNDEFINED
+        coerced: Any = UNDEFINED
+        if type(value) is list and len(value) == 1:
+            value = value[0]
+            if len(types) == 1 and _matches(value, types[0]):
+                coerced = value
+        if coerced is UNDEFINED:
+            for t in types:
+                coerced = _coerce(value, t)
+                if coerced is not UNDEFINED:
+                    break
+            else:
+                errors.append(_type_message(f.label, types, value))
+                _check_format(f, value, errors)
+                return UNDEFINED
+        value = coerced
     if isinstance(value, dict) and f.properties is not None:
         return _validate_object(value, f.properties, errors, f"The value at /{f.name}")
     _check_format(f, value, errors)

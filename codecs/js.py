@@ -22,6 +22,7 @@ __all__ = [
     "is_number",
     "js_string",
     "js_json_bytes",
+    "js_number",
     "js_json_value",
     "json_stringify",
     "real_type",
@@ -118,6 +119,26 @@ def _number_string(value: float | int) -> str:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return _float_text(value)
+
+
+_JS_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Infinity")
+_JS_RADIX = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+")
+_JS_SPACE = " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+def js_number(text: str) -> int | float | Undefined:
+    """`Number(text)` for a string, UNDEFINED where JavaScript gives NaN; integral values below
+    2^53 come back as int (JavaScript has one number type; Python writes 2.0 and 2 apart)."""
+    text = text.strip(_JS_SPACE)
+    if not text:
+        return 0
+    if _JS_DECIMAL.fullmatch(text):
+        number = float(text)
+    elif _JS_RADIX.fullmatch(text):
+        number = float(int(text, 0))
+    else:
+        return UNDEFINED
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def js_string(value: Any) -> str:

@@ -43,7 +43,9 @@ class _Compiler:
             return self.obj(value, path, keep_undefined)
         if kind == "array":
             items = [self.value(v, f"{path}/{i}") for i, v in enumerate(value)]
-            return lambda p: [None if (r := item(p)) is UNDEFINED else r for item in items]
+            # Items that resolve to undefined stay undefined (Segment's removeUndefined keeps them):
+            # field validation tells `[undefined]` from `[null]`, and JSON writes both as null.
+            return lambda p: [item(p) for item in items]
         return const(value)
 
     def obj(self, value: dict[str, Any], path: str, keep_undefined: bool = False) -> Resolver:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from .js import UNDEFINED
+
 __all__ = ["DeadLetter", "Job", "Outcome", "Status", "decode_jobs", "encode", "pack_jobs"]
 
 Status = Literal["delivered", "rejected", "failed", "invalid", "skipped", "duplicate"]
@@ -83,7 +85,15 @@ class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     failed_at: float
 
 
-_encoder = msgspec.json.Encoder()
+def _undefined_as_null(value: Any) -> Any:
+    """A payload's array may hold `undefined` (a mapping item that resolved to nothing); JSON
+    writes it as null, as JSON.stringify does."""
+    if value is UNDEFINED:
+        return None
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_undefined_as_null)
 encode = _encoder.encode
 _decode_job_record = msgspec.json.Decoder(list[Job] | Job).decode
 decode_outcome = msgspec.json.Decoder(Outcome).decode

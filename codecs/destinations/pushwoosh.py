@@ -79,7 +79,9 @@ PROFILE_FIELDS = (
     _str_field("language", "Language", "$.context.locale"),
     _str_field("country", "Country", "$.context.location.country"),
     _str_field("city", "City", "$.context.location.city"),
-    Field("current_location", "Current Location", "object", allow_null=True,
+    # Declared allowNull, but Segment's schema for an object field keeps type `object`: null is
+    # removed as an empty value and any other non-object is refused.
+    Field("current_location", "Current Location", "object",
           properties=(Field("latitude", "Latitude", "number"), Field("longitude", "Longitude", "number")),
           default={"latitude": _path("$.context.location.latitude"),
                    "longitude": _path("$.context.location.longitude")}),
