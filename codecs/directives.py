@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .js import UNDEFINED, get_path, is_number, js_string, json_stringify, path_getter, real_type, split_path, truthy
+from .js import UNDEFINED, get_path, is_number, js_items, js_string, json_stringify, path_getter, real_type, split_path, truthy
 from .liquid import LiquidTemplateError, compile_liquid
 from .mapping_errors import MappingRuntimeError
 
@@ -275,7 +275,7 @@ def flatten_object(value: Any, prefix: str, separator: str, omit_arrays: bool) -
     """Segment's `flattenObject`: nested keys joined by `separator`; a scalar becomes `{prefix: v}`."""
     if isinstance(value, dict) or (not omit_arrays and isinstance(value, list)):
         out: dict[str, Any] = {}
-        items = value.items() if isinstance(value, dict) else ((str(i), v) for i, v in enumerate(value))
+        items = js_items(value) if isinstance(value, dict) else ((str(i), v) for i, v in enumerate(value))
         for key, v in items:
             out.update(flatten_object(v, f"{prefix}{separator}{key}" if prefix else key, separator, omit_arrays))
         return out

@@ -9,7 +9,8 @@ The accepted language and the truth values match `@segment/destination-subscript
 Where Segment's parser silently reads a trigger differently from what it says (it drops
 unknown identifiers such as `anonymousId`, uppercase `AND`/`OR` and `not`, keeps the quotes
 of single-quoted strings, reads `==` as `=` with the value `"="`, takes the last `and`/`or`
-of a level for the whole level, breaks on nested parentheses) we refuse the trigger with a
+of a level for the whole level, breaks on nested parentheses and on contains()/match() inside
+parentheses, fails or misreads operators touching their field or value, `or(`, `1e3`) we refuse the trigger with a
 `TriggerError` that points at the column, instead of matching something unexpected.
 
 `compile_trigger(text)` parses once; the returned `Trigger` is a plain callable on the event
@@ -53,13 +54,10 @@ _NESTED_FIELDS = ("properties", "traits", "context")
 _MISREAD_WORDS = {
     "AND": "use lowercase `and`: Segment ignores `AND` and reads the rest as if it were not there",
     "OR": "use lowercase `or`: Segment ignores `OR` and reads the rest as if it were not there",
-    "And": "use lowercase `and`",
-    "Or": "use lowercase `or`",
+    "And": "use lowercase `and`", "Or": "use lowercase `or`",
     "not": "`not` is not part of FQL (Segment silently ignores it); use != or !contains()/!match()",
     "NOT": "`NOT` is not part of FQL (Segment silently ignores it); use != or !contains()/!match()",
-    "NULL": "use lowercase `null`",
-    "TRUE": "use lowercase `true`",
-    "FALSE": "use lowercase `false`",
+    "NULL": "use lowercase `null`", "TRUE": "use lowercase `true`", "FALSE": "use lowercase `false`",
 }
 _IDENT_START = re.compile(r"[A-Za-z_\\]")
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_\-\\]")
@@ -85,11 +83,8 @@ def _lex(text: str) -> list[_Tok]:
         elif c in "[]":
             raise TriggerError("brackets are not supported in trigger paths; use dots", text, col)
         elif c == "'":
-            raise TriggerError(
-                "use double quotes: Segment keeps the quotes of a single-quoted string, so it never matches",
-                text,
-                col,
-            )
+            raise TriggerError("use double quotes: Segment keeps the quotes of a single-quoted string, so it never "
+                               "matches", text, col)
         elif c == '"':
             end = text.find('"', i + 1)
             if end < 0:
@@ -103,6 +98,7 @@ def _lex(text: str) -> list[_Tok]:
             i += 1
         elif c == "!":
             if text.startswith("!=", i):
+                _spaced(text, i, 2)
                 toks.append(_Tok("op", "!=", col))
                 i += 2
             elif i + 1 < n and (text[i + 1].isalpha() or text[i + 1] == "("):
@@ -112,10 +108,14 @@ def _lex(text: str) -> list[_Tok]:
                 raise TriggerError("expected `!=` or `!contains(`/`!match(`", text, col)
         elif c in "<>":
             op = text[i : i + 2] if text.startswith("=", i + 1) else c
+            _spaced(text, i, len(op))
             toks.append(_Tok("op", op, col))
             i += len(op)
         elif c.isdigit() or c in "+-":
             m = re.compile(r"[+-]?\d+(\.\d+)?").match(text, i)
+            if m and text[m.end():m.end() + 1] in ("e", "E"):
+                raise TriggerError(f"write the number out: Segment reads `{text[i:m.end() + 1]}…` as {m.group(0)}, "
+                                   "stopping at the exponent", text, col)
             if not m or (m.end() < n and (text[m.end()] == "." or _IDENT_CHAR.match(text[m.end()]))):
                 raise TriggerError("malformed number", text, col)
             toks.append(_Tok("number", m.group(0), col))
@@ -126,6 +126,17 @@ def _lex(text: str) -> list[_Tok]:
             raise TriggerError(f"unexpected character {c!r}", text, col)
     toks.append(_Tok("eos", "", n + 1))
     return toks
+
+
+def _spaced(text: str, i: int, width: int) -> None:
+    """`!=`, `<`, `<=`, `>`, `>=` need a space on both sides: Segment's lexer fails on
+    `properties.total>100` and `properties.sku !="x"`, and reads `properties.count >=1` as
+    something else than it says."""
+    op = text[i:i + width]
+    if i == 0 or text[i - 1] not in " \t\n\r":
+        raise TriggerError(f"put a space before `{op}`: Segment cannot read it touching the field", text, i + 1)
+    if i + width >= len(text) or text[i + width] not in " \t\n\r":
+        raise TriggerError(f"put a space after `{op}`: Segment misreads it touching the value", text, i + 1)
 
 
 def _lex_ident(text: str, i: int, toks: list[_Tok]) -> int:
@@ -159,6 +170,9 @@ def _lex_ident(text: str, i: int, toks: list[_Tok]) -> int:
     kind = "ident"
     if word in ("and", "or", "null", "true", "false"):
         kind = word
+        if word in ("and", "or") and text.startswith("(", i):
+            raise TriggerError(f"put a space between `{word}` and `(`: Segment reads `{word}(` differently",
+                               text, start + 1)
     elif word in _MISREAD_WORDS:
         raise TriggerError(_MISREAD_WORDS[word], text, start + 1)
     toks.append(_Tok(kind, word, start + 1))
@@ -237,6 +251,9 @@ class _Parser:
             inner = self.group(depth + 1)
             self.take("rparen", "`)`")
             return inner
+        if depth >= 1 and (tok.kind == "not" or (tok.kind == "ident" and tok.value in ("contains", "match"))):
+            self.fail("contains()/match() inside parentheses: Segment ends the group at the function's `)` "
+                      "and reads the rest as part of the outer level; move it out of the parentheses", tok)
         if tok.kind == "not":
             self.pos += 1
             fn = self.peek()
@@ -281,7 +298,8 @@ class _Parser:
         self.pos += 1
         self.take("rparen", "`)`")
         read = _reader(head, path)
-        value = arg.value
+        # Segment compares a number argument as the string JavaScript writes for it ("1.50" -> "1.5").
+        value = js_string(float(arg.value)) if arg.kind == "number" else arg.value
         if name.value == "contains":
             if negate:
                 return lambda ev: isinstance(a := read(ev), str) and value not in a

@@ -21,6 +21,7 @@ __all__ = [
     "path_getter",
     "is_number",
     "js_string",
+    "js_items",
     "js_json_bytes",
     "js_number",
     "js_json_value",
@@ -170,6 +171,16 @@ def _is_index(key: str) -> bool:
     return key.isdigit() and (key == "0" or key[0] != "0") and int(key) < 4294967295
 
 
+def js_items(obj: dict[str, Any]) -> Any:
+    """An object's items in JavaScript's order: integer-like keys first, ascending, then the rest
+    as inserted (what `Object.keys` and `for…in` give)."""
+    first = sorted((k for k in obj if k[:1] in _DIGITS and _is_index(k)), key=int)
+    if not first:
+        return obj.items()
+    numeric = set(first)
+    return [*((k, obj[k]) for k in first), *((k, v) for k, v in obj.items() if k not in numeric)]
+
+
 def _js_float(value: float) -> Any:
     if math.isnan(value) or math.isinf(value):
         return None
@@ -189,8 +200,7 @@ def js_json_value(value: Any) -> Any:
         out = {k: js_json_value(v) for k, v in value.items() if v is not UNDEFINED}
         for key in out:
             if key[:1] in _DIGITS and _is_index(key):
-                first = sorted((k for k in out if _is_index(k)), key=int)
-                return {**{k: out[k] for k in first}, **out}
+                return dict(js_items(out))
         return out
     if kind is list:
         return [None if v is UNDEFINED else js_json_value(v) for v in value]

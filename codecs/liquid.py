@@ -43,12 +43,43 @@ class _SegmentLiquid(Environment):
     context_depth_limit = 30
 
 
+#: Filters that read their input as a string (LiquidJS stringifies it first).
+STRING_FILTERS = (
+    "append", "capitalize", "downcase", "escape", "escape_once", "lstrip", "prepend", "remove", "remove_first",
+    "remove_last", "replace", "replace_first", "replace_last", "rstrip", "split", "strip", "strip_html",
+    "strip_newlines", "truncate", "truncatewords", "upcase", "url_decode", "url_encode", "base64_encode",
+    "base64_decode", "base64_url_safe_encode", "base64_url_safe_decode",
+)
+
+
+def liquidjs_string(value: Any) -> str:
+    """How LiquidJS writes a value: numbers the JavaScript way (11, not 11.0), arrays as their
+    items joined with nothing, objects as `[object Object]`, null as nothing."""
+    if isinstance(value, str):
+        return value
+    if value is None or value is UNDEFINED:
+        return ""
+    if isinstance(value, list):
+        return "".join(liquidjs_string(v) for v in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    return js_string(value)
+
+
 def _js_liquid_string(value: Any, autoescape: bool) -> str:
-    # LiquidJS writes numbers the JavaScript way (11, not 11.0); python-liquid offers no hook
-    # for it, so its output node's stringifier is replaced for numbers only.
-    if isinstance(value, float):
-        return js_string(value)
+    # python-liquid offers no hook for how values are written; its output node's stringifier is
+    # replaced for the JSON values LiquidJS writes differently.
+    if isinstance(value, (float, list, dict)) or value is UNDEFINED:
+        return liquidjs_string(value)
     return to_liquid_string(value, autoescape)
+
+
+def _stringified(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def string_filter(value: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(value if value is None else liquidjs_string(value), *args, **kwargs)
+
+    string_filter.__name__ = name
+    return string_filter
 
 
 _liquid_output.to_liquid_string = _js_liquid_string  # type: ignore[assignment]
@@ -57,6 +88,9 @@ for _tag in DISABLED_TAGS:
     _ENV.tags.pop(_tag, None)
 for _filter in DISABLED_FILTERS:
     _ENV.filters.pop(_filter, None)
+for _filter in STRING_FILTERS:
+    if _filter in _ENV.filters:
+        _ENV.filters[_filter] = _stringified(_filter, _ENV.filters[_filter])
 
 
 def compile_liquid(source: str) -> Callable[[Any], Any]:

@@ -31,6 +31,12 @@ REFUSED = [
     ("properties = 1", 1, "`properties` needs a path"),
     ('type = "a" )', 12, "expected `and`, `or` or the end"),
     ("name = true", 8, 'compares with the string "true"'),
+    ("properties.total>100", 17, "put a space before `>`"),
+    ('properties.sku !="x"', 16, "put a space after `!=`"),
+    ("properties.count >=1", 18, "put a space after `>=`"),
+    ('type = "page" or(event = "y")', 15, "put a space between `or` and `(`"),
+    ('type = "t" and (contains(event, "x") or type = "p")', 17, "contains()/match() inside parentheses"),
+    ("properties.v = 1e3", 16, "write the number out"),
 ]
 
 
@@ -54,6 +60,8 @@ def test_misread_triggers_are_refused_at_the_column(text: str, column: int, reas
     ('properties.n = "10"', {"properties": {"n": 10}}, False),  # no coercion
     ('event = "A" or event = "B"', {"event": "B"}, True),
     ('type = "t" and (event = "A" or event = "B")', {"type": "t", "event": "C"}, False),
+    ("contains(properties.s, 1.50)", {"properties": {"s": "v1.5"}}, True),  # String(Number("1.50"))
+    ("contains(properties.s, +3)", {"properties": {"s": "3"}}, True),
 ])
 def test_truth_values(text: str, event: dict, expected: bool) -> None:
     assert compile_trigger(text)(event) is expected

@@ -1,7 +1,8 @@
-"""Parity with Segment's engine on recorded cases (data/segment_parity.json says how they were recorded)."""
+"""Parity with Segment's engine on recorded cases (data/segment_parity.json and data/segment_corpus.jsonl)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,25 @@ def test_action_requests_match_segment(case: dict[str, Any]) -> None:
         assert errors == case["batch_errors"]
     # Key order is part of the comparison: bodies are compared as JSON text.
     assert json.dumps(requests) == json.dumps(case["requests"])
+
+
+def _load_parity_tool() -> Any:
+    """bench/parity.py: the generated corpus's comparison, shared with this replay."""
+    spec = importlib.util.spec_from_file_location("parity", Path(__file__).parents[2] / "bench" / "parity.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PARITY = _load_parity_tool()
+CORPUS = [json.loads(line) for line in (Path(__file__).parent / "data" / "segment_corpus.jsonl").open()]
+
+
+@pytest.mark.parametrize("recorded", CORPUS, ids=lambda r: r["case"]["id"][:60])
+def test_generated_corpus_matches_segment_or_a_listed_difference(recorded: dict[str, Any]) -> None:
+    """A recorded subset of `bench/parity.py`'s corpus (Segment's answers from its own engine):
+    each case still gets the verdict it was recorded with, `agree` or a listed deliberate
+    difference (README, "Parity with Segment")."""
+    verdict, _ = PARITY.verdict(recorded["case"], recorded["segment"])
+    assert verdict == recorded["verdict"]
