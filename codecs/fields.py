@@ -14,6 +14,7 @@ in a batch).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,7 +114,6 @@ def _type_message(label: str, types: tuple[str, ...], value: Any) -> str:
     return f"{label} must be {article} {listed} but it was {_humanize_type(value)}."
 
 
-_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
 def _coerce(value: Any, target: str) -> Any:
@@ -171,14 +171,23 @@ _URI = re.compile(r"^[a-z][a-z0-9+\-.]*:[^\s]*$", re.IGNORECASE)
 _DAYJS = re.compile(r"^(\d{4})[-/]?(\d{1,2})?[-/]?(\d{0,2})[Tt\s]*(\d{1,2})?:?(\d{1,2})?:?(\d{1,2})?[.:]?(\d+)?$")
 
 
-_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$")
+# Fields in range: JavaScript refuses `2024-01-02T25:00:00Z` (and takes 24:00 as the next midnight).
+_ISO = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T(([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?"
+                  r"|24:00(:00(\.0{1,9})?)?)(Z|[+-]\d{2}:?\d{2})$")
+_UNIX = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
+_FROM_TEXT = (dt.datetime(2001, 1, 1), dt.datetime(2002, 2, 2))
 
 
 def is_date_like(text: str) -> bool:
-    """Segment's `date-like` format: what dayjs (or `new Date`) can parse; numeric strings are unix times."""
+    """Segment's `date-like` format: what dayjs (or `new Date`) can parse; numeric strings are unix times.
+
+    An approximation of JavaScript's legacy Date parser (README, "Odd date strings"): ISO
+    8601 with fields in range, dayjs's own pattern, plain decimal unix times, and what dateutil
+    reads with a month and a day or year taken from the text ("March" or "12:30" alone are
+    not dates; dateutil would fill them in from today)."""
     if _ISO.match(text):
         return True  # the usual Segment timestamp; checked first because dateutil is slow
-    if _NUMBER.match(text) and text.strip() == text:
+    if _UNIX.match(text.strip()):
         try:
             return abs(float(text)) * 1000 <= 8.64e15
         except ValueError:
@@ -188,10 +197,10 @@ def is_date_like(text: str) -> bool:
     from dateutil import parser
 
     try:
-        parser.parse(text)
+        first, second = (parser.parse(text, default=default) for default in _FROM_TEXT)
     except (ValueError, OverflowError):
         return False
-    return True
+    return first.month == second.month and (first.day == second.day or first.year == second.year)
 
 
 def _check_format(f: Field, value: Any, errors: list[str]) -> None:

@@ -13,7 +13,8 @@ missing or empty; `receivedAt` (the intake's clock); `sentAt` from the request; 
 `timestamp = receivedAt - (sentAt - originalTimestamp)` (no `timestamp`: `receivedAt`).
 `context` is kept as sent (a batch's top-level `context` and `integrations` fill in what an
 event lacks). The write key never reaches the event. Events Segment would accept and then drop
-(no userId/anonymousId, track without `event`) go on: the worker gives them an `invalid` outcome.
+(no userId/anonymousId, track without `event`) go on: the worker gives them a `rejected` outcome
+where a mapping needs what they lack.
 """
 
 from __future__ import annotations

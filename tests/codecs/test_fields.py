@@ -110,3 +110,13 @@ tree = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries
 @given(obj=tree, keys=st.lists(st.sampled_from(["a", "b", "0", "length"]), max_size=4).map(tuple))
 def test_path_getter_equals_get_path(obj: Any, keys: tuple[str, ...]) -> None:
     assert path_getter(keys)(obj) == get_path(obj, keys)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Segment's answers (its engine on each string, 2026-11-30).
+    ("2024-01-02T03:04:05.123Z", True), ("2024-01-02T24:00:00Z", True), ("2024-01-02T25:00:00Z", False),
+    ("2024-13-01T00:00:00Z", False), ("1700000000", True), ("-5.5", True), ("1e3", False), ("Jan 5 2024", True),
+    ("Mar 2024", True), ("March", False), ("12:30", False), ("Tuesday", False), ("2024 Mar 3", True), ("foo", False),
+])
+def test_date_like_strings_as_segment_reads_them(text: str, expected: bool) -> None:
+    assert fields_module.is_date_like(text) is expected
