@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-latest bench install lock clean
+.PHONY: demo test test-latest bench parity install lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py
+
+# Our requests vs Segment's engine on a generated corpus (needs Node/npm and ../shared/oracle).
+parity: $(VENV)/.installed
+	$(PY) bench/parity.py
 
 # Exact versions (with hashes, for every platform) plus the build backend: requirements.lock for
 # `.[dev]` (make install, CI), requirements-runtime.lock for the worker image (Dockerfile).

@@ -7,7 +7,8 @@ The corpus (`corpus()`) covers every FQL operator and function with spacing vari
 mapping directive, and every action field of both destinations with every kind of JSON value
 (null vs absent vs "", numbers as strings, big and negative numbers, one- and two-element
 arrays), single and batched, with default and custom mappings. Segment's answers come from
-the oracle (`../shared/oracle`, set up in `bench/.oracle`: Node and Segment's npm packages);
+the oracle (`../shared/oracle`, set up once in `bench/.oracle` as `make bench` does: Node and
+Segment's npm packages);
 ours from `run_ours`, which takes the pipeline's own path (decode_event -> trigger / mapping ->
 field validation -> request builder -> the bytes http.py sends).
 
@@ -39,7 +40,6 @@ from pushstream.codecs.secret import secret_hook
 from pushstream.codecs.spec import InvalidEvent, decode_event
 
 ROOT = Path(__file__).resolve().parents[1]
-ORACLE = ROOT / "bench" / ".oracle"
 ABSENT = object()  # a value slot left out of the event
 
 #: Every kind of JSON value a real event carries, as (name, value).
@@ -332,9 +332,14 @@ def verdict(case: dict[str, Any], segment: dict[str, Any]) -> tuple[str, dict[st
 
 def run_oracle(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Segment's answers, by case id."""
+    from run import oracle_dir  # bench/run.py sets the oracle up (this script's folder is on sys.path)
+
+    oracle = oracle_dir()
+    if oracle is None:
+        sys.exit("parity: needs node, npm and ../shared/oracle")
     lines = "".join(json.dumps(c) + "\n" for c in cases)
-    result = subprocess.run(["node", str(ORACLE / "segment_oracle.js")], input=lines, capture_output=True,
-                            text=True, cwd=ORACLE, check=True)
+    result = subprocess.run(["node", str(oracle / "segment_oracle.js")], input=lines, capture_output=True,
+                            text=True, cwd=oracle, check=True)
     return {(row := json.loads(line))["id"]: row for line in result.stdout.splitlines()}
 
 

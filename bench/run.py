@@ -94,8 +94,9 @@ def bench_transform(lines: list[bytes], rounds: int) -> dict[str, Any]:
             "us_per_event": round(best / len(lines) * 1e6, 2)}
 
 
-def bench_segment(lines: list[bytes], workdir: Path, rounds: int = 5) -> dict[str, Any] | None:
-    """Segment's engine on the same corpus, or None when Node/npm or the oracle are missing."""
+def oracle_dir() -> Path | None:
+    """Segment's engine, set up once in bench/.oracle (a writable copy of ../shared/oracle with its
+    npm packages); None when Node/npm or the oracle are missing."""
     if not shutil.which("node") or not shutil.which("npm") or not ORACLE.exists():
         return None
     cache = ROOT / "bench" / ".oracle"
@@ -107,7 +108,14 @@ def bench_segment(lines: list[bytes], workdir: Path, rounds: int = 5) -> dict[st
         cache.chmod(0o755)
         if subprocess.run(["bash", "setup.sh"], cwd=cache, capture_output=True, timeout=600).returncode:
             return None
-    oracle = cache
+    return cache
+
+
+def bench_segment(lines: list[bytes], workdir: Path, rounds: int = 5) -> dict[str, Any] | None:
+    """Segment's engine on the same corpus, or None when Node/npm or the oracle are missing."""
+    oracle = oracle_dir()
+    if oracle is None:
+        return None
     corpus_file = workdir / "corpus.jsonl"
     # The Node script JSON.parses every line up front, so it gets the lines that are JSON.
     corpus_file.write_bytes(b"\n".join(x for x in lines if not x.startswith(b"{broken")) + b"\n")

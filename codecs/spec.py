@@ -119,7 +119,7 @@ class Event(msgspec.Struct, frozen=True):
 
 
 _BAD_ID = re.compile(r"got `(\w+)` - at `\$\.(messageId|userId|anonymousId)`$")
-_A = {"bool": "a boolean", "array": "an array", "object": "an object"}
+_KIND_NAMES = {"bool": "a boolean", "array": "an array", "object": "an object"}
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(rb"[\[\]{}]")
 
@@ -196,7 +196,7 @@ def decode_event(raw: bytes, max_bytes: int | None = None) -> Event:
                 message = (f"unknown event type {tree.get('type')!r}: expected one of "
                            "track, page, screen, identify, group, alias, delete")
         elif (bad_id := _BAD_ID.search(message)) is not None:
-            message = f"`{bad_id[2]}` must be a string or a number, not {_A[bad_id[1]]}"
+            message = f"`{bad_id[2]}` must be a string or a number, not {_KIND_NAMES[bad_id[1]]}"
         raise InvalidEvent(message, readable_id) from None
     if type(header.user_id) in _NUMBERS or type(header.anonymous_id) in _NUMBERS or type(header.message_id) in _NUMBERS:
         header = _as_strings(header)
