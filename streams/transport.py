@@ -174,10 +174,13 @@ class StallWatch:
     A safety net under `_Consumer._drain_messages`: before that fix, restarts on the local
     broker sometimes left a run of one partition's records undelivered above its committed
     offset, so that offset never moved again. A partition counts as stalled when, for `after`
-    seconds, neither its committed nor its read offset moved although the broker's fetch
-    responses report records past the committed one. It is then sought back to its committed
-    offset: records after it are read again, and dedup turns any already delivered into
-    `duplicate` outcomes.
+    seconds, neither its committed nor its read offset moved although records wait past the
+    committed one: as the last fetch response reported, or, when that says none, as the broker
+    answers now. (After a kill -9 and restart under CPU load, the fetches for every partition
+    stopped answering while records waited, so the last response's high watermark was stale;
+    a re-read, which restarts the fetches, was what brought them back.) It is then sought back
+    to its committed offset: records after it are read again, and dedup turns any already
+    delivered into `duplicate` outcomes.
     """
 
     def __init__(self, app: faust.App, topics: set[str], after: float = 45.0) -> None:
@@ -192,7 +195,7 @@ class StallWatch:
         if app.rebalancing or app.in_recovery:
             self._seen.clear()
             return []
-        stalled = []
+        waiting, unsure = [], []
         held = getattr(app, "held_partitions", set())
         for tp in consumer.assignment():
             if tp.topic not in self.topics or tp in held:  # held on purpose: a retry agent waiting
@@ -200,23 +203,36 @@ class StallWatch:
                 continue
             committed = consumer._committed_offset.get(tp)
             read = consumer._read_offset.get(tp)
-            highwater = consumer.highwater(tp)
             state = (committed, read)
             previous = self._seen.get(tp)
             if previous is None or previous[0] != state:
                 self._seen[tp] = (state, now)
                 continue
+            if now - previous[1] < self.after:
+                continue
             # Not `read`: a dropped record moves the read offset on, so only the committed offset
             # shows that records past it were never processed.
-            behind = highwater is not None and highwater > (committed or 0)
-            if behind and now - previous[1] >= self.after:
-                log.warning("partition %s:%s stalled for %.0f s (committed=%s read=%s highwater=%s); re-reading "
-                            "from the committed offset", tp.topic, tp.partition, now - previous[1], committed, read,
-                            highwater)
-                await consumer.seek(tp, committed or 0)
-                self._seen[tp] = (state, now)
-                stalled.append(tp)
-        return stalled
+            highwater = consumer.highwater(tp)
+            (waiting if highwater is not None and highwater > (committed or 0) else unsure).append(tp)
+        if unsure:
+            waiting += [tp for tp, end in (await self._ends(unsure)).items()
+                        if end is not None and end > (consumer._committed_offset.get(tp) or 0)]
+        for tp in waiting:
+            committed = consumer._committed_offset.get(tp)
+            log.warning("partition %s:%s stalled for %.0f s (committed=%s read=%s highwater=%s); re-reading "
+                        "from the committed offset", tp.topic, tp.partition, now - self._seen[tp][1], committed,
+                        consumer._read_offset.get(tp), consumer.highwater(tp))
+            await consumer.seek(tp, committed or 0)
+            self._seen[tp] = ((committed, consumer._read_offset.get(tp)), now)
+        return waiting
+
+    async def _ends(self, tps: list[Any]) -> dict[Any, int | None]:
+        """The broker's end offsets (ListOffsets; the local broker's may lag, never lead)."""
+        try:
+            return dict(await asyncio.wait_for(self.app.consumer.highwaters(*tps), timeout=10))
+        except Exception as exc:  # noqa: BLE001 - a safety net must not stop the timer that runs it
+            log.debug("end offsets for %s: %r", tps, exc)
+            return {}
 
 
 def app_settings(config: Config) -> dict[str, object]:
