@@ -106,7 +106,8 @@ class Event(msgspec.Struct, frozen=True):
 
     @property
     def message_id(self) -> str:
-        return self.header.message_id or ""
+        message_id = self.header.message_id  # a string once decoded (`_as_strings`), or None
+        return message_id if isinstance(message_id, str) else ""
 
     def with_message_id(self, message_id: str) -> Event:
         """This event with `message_id` in its header and its tree (where mappings read `$.messageId`)."""
@@ -115,7 +116,8 @@ class Event(msgspec.Struct, frozen=True):
     @property
     def key(self) -> str | None:
         """The partition key: userId, else anonymousId (keeps one user's events in order)."""
-        return self.header.user_id or self.header.anonymous_id
+        key = self.header.user_id or self.header.anonymous_id
+        return key if isinstance(key, str) else None
 
 
 _BAD_ID = re.compile(r"got `(\w+)` - at `\$\.(messageId|userId|anonymousId)`$")

@@ -175,9 +175,7 @@ class IntakeServer(mode.Service):
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        try:
-            await asyncio.to_thread(self.writer.producer.list_topics, timeout=3)
-        except Exception as exc:
-            return web.Response(status=503, text=f"not ready:\n- cannot reach Kafka at {self.config.kafka.broker}: "
-                                                 f"{exc}\n")
+        problem = await self.writer.unreachable()
+        if problem:
+            return web.Response(status=503, text=f"not ready:\n- {problem}\n")
         return web.Response(text="ready\n")

@@ -13,9 +13,7 @@ each scrape.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 import faust
@@ -32,8 +30,6 @@ from .writer import Writer
 __all__ = ["OpsServer", "parse_listen"]
 
 log = logging.getLogger(__name__)
-BROKER_CHECK_TIMEOUT = 3.0  # seconds /readyz waits for the broker's metadata
-BROKER_CHECK_CACHE = 1.0  # seconds a broker check answers repeated probes
 
 
 def parse_listen(listen: str) -> tuple[str, int] | None:
@@ -57,7 +53,6 @@ class OpsServer(mode.Service):
         self.address = parse_listen(listen)
         self.joined = False  # a rebalance has completed since start
         self._runner: web.AppRunner | None = None
-        self._broker_checked = (0.0, "not checked yet")
         super().__init__(**kwargs)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
@@ -98,7 +93,7 @@ class OpsServer(mode.Service):
     async def not_ready(self) -> list[str]:
         """Why this worker is not ready to do its job (empty when it is)."""
         reasons = []
-        broker = await self._broker_problem()
+        broker = await self.writer.unreachable()
         if broker:
             reasons.append(broker)
         if not self.joined or self.app.rebalancing:
@@ -109,17 +104,6 @@ class OpsServer(mode.Service):
             if not agent.started or agent.crashed or any(actor.crashed for actor in list(agent._actors)):
                 reasons.append(f"agent {name} is not running")
         return reasons
-
-    async def _broker_problem(self) -> str | None:
-        checked_at, problem = self._broker_checked
-        if time.monotonic() - checked_at > BROKER_CHECK_CACHE:
-            try:
-                await asyncio.to_thread(self.writer.producer.list_topics, timeout=BROKER_CHECK_TIMEOUT)
-                problem = ""
-            except Exception as exc:  # KafkaException: its text names the transport failure
-                problem = f"cannot reach Kafka at {self.config.kafka.broker}: {exc}"
-            self._broker_checked = (time.monotonic(), problem)
-        return problem or None
 
     def refresh(self) -> None:
         """Set the read-off gauges: consumer lag, retry backlog, rate limits, pauses."""

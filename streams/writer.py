@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -64,6 +65,10 @@ class _Pending:
             self.future.set_result(None)
 
 
+REACH_TIMEOUT = 3.0  # seconds a readiness probe waits for the broker's metadata
+REACH_CACHE = 1.0  # seconds one broker check answers repeated probes
+
+
 class Writer(mode.Service):
     """One producer per worker; `write(records)` returns once the broker has acked all of them."""
 
@@ -74,6 +79,7 @@ class Writer(mode.Service):
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self._partitions: dict[str, int] = {}
+        self._reached: tuple[float, str] = (0.0, "not checked yet")
         super().__init__(**kwargs)
 
     @property
@@ -90,6 +96,19 @@ class Writer(mode.Service):
     def _poll(self, producer: Producer) -> None:
         while not self._stopping.is_set():
             producer.poll(0.05)
+
+    async def unreachable(self) -> str | None:
+        """Why the broker cannot be reached (a metadata request failing within REACH_TIMEOUT), or
+        None. An answer younger than REACH_CACHE is reused, so health probes never pile up."""
+        checked_at, problem = self._reached
+        if time.monotonic() - checked_at > REACH_CACHE:
+            try:
+                await asyncio.to_thread(self.producer.list_topics, timeout=REACH_TIMEOUT)
+                problem = ""
+            except Exception as exc:  # KafkaException: its text names the transport failure
+                problem = f"cannot reach Kafka at {self.broker_url}: {exc}"
+            self._reached = (time.monotonic(), problem)
+        return problem or None
 
     async def partitions(self, topics: Sequence[str]) -> dict[str, int]:
         """Partition counts of `topics`, from the broker's metadata (looked up once per topic)."""
