@@ -195,30 +195,20 @@ def test_analytics_js_in_chromium_on_another_origin(stack: Stack, intake: str, p
         app.router.add_get("/", index)
         app.router.add_static("/umd", bundle)
         async with serve(app) as url:  # another origin than the intake: CORS is needed
-            proc = await asyncio_subprocess(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                                             "--disable-quic", "--no-first-run", "--disable-background-networking",
-                                             "--disable-component-update", "--disable-sync",
-                                             f"--user-data-dir={npm_dir / 'chromium-profile'}",
-                                             "--virtual-time-budget=20000", "--dump-dom", f"{url}/"])
-            return proc
+            proc = await asyncio.create_subprocess_exec(
+                "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={npm_dir / 'chromium-profile'}", "--virtual-time-budget=20000", "--dump-dom",
+                f"{url}/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            out, _ = await asyncio.wait_for(proc.communicate(), 120)
+            return out.decode(errors="replace")
 
-    dom = _run_async(run())
+    dom = asyncio.run(run())
     assert '<p id="status">sent</p>' in dom, dom[-2000:]
     records = _records_of(stack, f"{prefix}-browser", 3)
     assert sorted(r["type"] for r in records) == ["identify", "page", "track"]
     assert {r["context"]["library"]["name"] for r in records} == {"analytics.js"}
     _delivered(stack, records)
-
-
-async def asyncio_subprocess(args: list[str]) -> str:
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.DEVNULL)
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    return out.decode(errors="replace")
-
-
-def _run_async(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def _post(url: str, body: Any, key: str | None = WRITE_KEY, gzipped: bool = False, raw: bytes | None = None
