@@ -147,6 +147,12 @@ DIRECTIVES: list[Any] = [
     {"@liquid": "{{ properties.v }}"}, {"@liquid": "{{ properties.v | upcase }}"},
     {"@liquid": "{% if properties.v %}t{% else %}f{% endif %}"},
     [{"@path": "$.properties.v"}, {"@path": "$.missing"}],
+    # Mappings refused at start-up: Segment's validation refuses them too, or misreads them.
+    {"@path": 5}, {"@if": {"then": {"@path": "$.properties.v"}}}, {"@foo": "$.properties.v"},
+    {"@json": {"mode": "ENCODE", "value": {"@path": "$.properties.v"}}},
+    {"@case": {"operator": "UPPER", "value": {"@path": "$.properties.v"}}},
+    {"@merge": {"objects": [{"@path": "$.properties.v"}, {"k": "w"}], "direction": "LEFT"}},
+    {"@path": "$.properties.v", "x": 1},
 ]
 
 
@@ -165,7 +171,10 @@ TRIGGERS = [
     "(contains(properties.v, X) or type = \"page\")", "(contains(properties.v, X))",
     "type = \"track\" and(properties.v = X)", "type = \"track\" or(properties.v = X)",
     "(match(properties.v, X) and type = \"track\")", "userId = X", "traits.v = X", "context.v = X",
-    "event = X", "name = X", "type = X",
+    "event = X", "name = X", "type = X", "match(properties.v, X)", "!match(properties.v, X)",
+    "contains(userId, X)", "!contains(event, X)", "match(name, X)", 'properties.v = X or type = "page"',
+    'properties.v != X and type = "track"', 'type = "page" or (properties.v = X and event = "Order Completed")',
+    "traits.v != null and properties.v <= X",
 ]
 LITERALS = ['"ios"', '"12345"', "12345", "1.50", "1.5", "-7", "0", "true", "false", "null", '"io*"', '"*os"',
             '"1.5"', "+3", "9007199254740993"]
@@ -269,7 +278,7 @@ def compare(case: dict[str, Any], segment: dict[str, Any], ours: dict[str, Any])
     """`agree`, `deliberate:<name>` (a listed difference) or `differ:<what>`."""
     kind = case["kind"]
     if "refused" in ours:
-        return "agree" if kind == "fql" and "error" in segment else "deliberate:refused at start-up"
+        return "agree" if "error" in segment else "deliberate:refused at start-up"
     if kind == "fql":
         if "error" in segment:
             return "differ:segment refuses the trigger"
