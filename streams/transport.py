@@ -188,13 +188,21 @@ class StallWatch:
         self.topics = topics
         self.after = after
         self._seen: dict[Any, tuple[Any, float]] = {}
+        self._rebalancing_since: float | None = None
 
     async def check(self, now: float) -> list[Any]:
         """Re-read stalled partitions; returns them."""
         app, consumer = self.app, self.app.consumer
         if app.rebalancing or app.in_recovery:
             self._seen.clear()
+            if self._rebalancing_since is None:
+                self._rebalancing_since = now
+            elif now - self._rebalancing_since >= self.after:  # nothing is read meanwhile: say so
+                log.warning("%s has not finished for %.0f s; no partition is read meanwhile",
+                            "a rebalance" if app.rebalancing else "table recovery", now - self._rebalancing_since)
+                self._rebalancing_since = now
             return []
+        self._rebalancing_since = None
         waiting, unsure = [], []
         held = getattr(app, "held_partitions", set())
         for tp in consumer.assignment():

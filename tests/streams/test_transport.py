@@ -174,3 +174,14 @@ def test_the_monitor_keeps_no_per_record_statistics_but_the_stream_idle_clock() 
     monitor.on_message_out(tp, 3, object())
     assert monitor.stream_inbound_time[tp] == pytest.approx(time.monotonic(), abs=5)
     assert monitor.messages_received_total == 0 and monitor.events_total == 0 and not monitor.stream_lookup
+
+
+def test_a_rebalance_that_does_not_finish_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    app = FakeApp()
+    app.rebalancing = True
+    watch = StallWatch(app, {"in"}, after=30)  # type: ignore[arg-type]
+    for now in (0.0, 10.0, 29.0):
+        assert asyncio.run(watch.check(now)) == []
+    assert "rebalance" not in caplog.text
+    asyncio.run(watch.check(31.0))
+    assert "a rebalance has not finished for 31 s" in caplog.text

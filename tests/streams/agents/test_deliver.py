@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from pushstream.streams.local.samples import sample_events
@@ -215,9 +216,14 @@ def _diagnose(stack: Stack, sandbox: SandboxClient, events: list[dict[str, Any]]
         for job in decode_jobs(value):
             if job.message_id.startswith(prefix):
                 jobs[job.message_id].append((part, off))
+    try:  # the worker's own view: joined? partitions assigned? agents running?
+        ready = httpx.get(f"{stack.worker.ops_url}/readyz", timeout=5).text.strip()
+    except httpx.HTTPError as exc:
+        ready = f"no answer ({exc!r})"
+    warnings = [line for line in stack.worker.log.read_text(errors="replace").splitlines() if "WARNING" in line]
     return (f"{len(missing)} without a terminal outcome, e.g. " + "; ".join(
         f"{m}: outcomes {statuses[m]}, sent {int(m.rsplit('-', 1)[1]) in seen}, jobs {jobs.get(m)}"
-        for m in missing[:4]))
+        for m in missing[:4]) + f"\n/readyz: {ready}\nworker warnings: {warnings[-10:]}")
 
 
 def test_poison_events_are_isolated_and_only_they_are_rejected(faulty: Stack, prefix: str) -> None:
