@@ -74,7 +74,9 @@ def test_a_full_request_goes_at_once_and_a_partial_one_waits_the_batch_window(
     # latency_ms runs from routing to the response; the window from when the deliver agent read
     # the job. A full batch takes ~0.1 s here; 3 s is far from that and from the window.
     assert max(o["latency_ms"] for o in full) < 3_000 and {o["batch_size"] for o in full} == {100}
-    assert min(o["latency_ms"] for o in partial) >= 10_000 and {o["batch_size"] for o in partial} == {30}
+    # The window runs on the monotonic clock, latency_ms on the wall clock: seen 9,996.4 ms once
+    # (2026-11-30, a clean-clone run). 9.9 s still says the partial batch waited the window.
+    assert min(o["latency_ms"] for o in partial) >= 9_900 and {o["batch_size"] for o in partial} == {30}
 
 
 def test_user_deletion_reaches_every_instance(stack: Stack, prefix: str) -> None:
