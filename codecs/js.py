@@ -167,14 +167,16 @@ _DIGITS = frozenset("0123456789")
 
 
 def _is_index(key: str) -> bool:
-    """A key JavaScript objects keep first, in numeric order: a canonical array index."""
-    return key.isdigit() and (key == "0" or key[0] != "0") and int(key) < 4294967295
+    """A key JavaScript objects keep first, in numeric order: a canonical array index (ASCII
+    digits only: `str.isdigit` also takes `²` and `١`, which JavaScript keeps in place)."""
+    return (key[:1] in _DIGITS and key.isascii() and key.isdigit() and (key == "0" or key[0] != "0")
+            and int(key) < 4294967295)
 
 
 def js_items(obj: dict[str, Any]) -> Any:
     """An object's items in JavaScript's order: integer-like keys first, ascending, then the rest
     as inserted (what `Object.keys` and `for…in` give)."""
-    first = sorted((k for k in obj if k[:1] in _DIGITS and _is_index(k)), key=int)
+    first = sorted((k for k in obj if _is_index(k)), key=int)
     if not first:
         return obj.items()
     numeric = set(first)
@@ -196,7 +198,7 @@ def _js_ready(value: Any) -> bool:
     kind = type(value)
     if kind is dict:
         for key, item in value.items():
-            if key[:1] in _DIGITS and _is_index(key):
+            if _is_index(key):
                 return False
             t = type(item)
             if (t is dict or t is list or t is float or item is UNDEFINED) and not _js_ready(item):
@@ -221,7 +223,7 @@ def js_json_value(value: Any) -> Any:
     if kind is dict:
         out = {k: js_json_value(v) for k, v in value.items() if v is not UNDEFINED}
         for key in out:
-            if key[:1] in _DIGITS and _is_index(key):
+            if _is_index(key):
                 return dict(js_items(out))
         return out
     if kind is list:

@@ -22,6 +22,8 @@ def test_numbers_are_written_as_javascript_writes_them(value: float, text: str) 
 def test_integer_like_keys_come_first_in_numeric_order_at_every_level() -> None:
     value = {"b": 1, "10": 2, "2": 3, "01": 4, "-1": 5, "k": {"z": 1, "0": 2}, "a": [{"x": 1, "7": UNDEFINED}]}
     assert json_stringify(value) == '{"2":3,"10":2,"b":1,"01":4,"-1":5,"k":{"0":2,"z":1},"a":[{"x":1}]}'
+    # Only ASCII digits make an index (Python's isdigit also takes "²" and "١"): as Node writes it.
+    assert json_stringify({"b": 1, "1²": 2, "١": 3, "2": 4}) == '{"2":4,"b":1,"1²":2,"١":3}'
 
 
 @pytest.mark.parametrize(("text", "number"), [
