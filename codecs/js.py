@@ -197,22 +197,23 @@ def _js_ready(value: Any) -> bool:
     """Whether msgspec already writes `value` as JSON.stringify would (checked without copying)."""
     kind = type(value)
     if kind is dict:
-        for key, item in value.items():
+        for key in value:
             if _is_index(key):
                 return False
-            t = type(item)
-            if (t is dict or t is list or t is float or item is UNDEFINED) and not _js_ready(item):
-                return False
-        return True
+        return _items_ready(value.values())
     if kind is list:
-        for item in value:
-            t = type(item)
-            if (t is dict or t is list or t is float or item is UNDEFINED) and not _js_ready(item):
-                return False
-        return True
+        return _items_ready(value)
     if kind is float:
-        return not value.is_integer() and 1e-4 <= abs(value) < 2**53
+        return _js_float(value) is value  # the float needs no rewriting
     return value is not UNDEFINED
+
+
+def _items_ready(items: Any) -> bool:
+    for item in items:
+        t = type(item)
+        if (t is dict or t is list or t is float or item is UNDEFINED) and not _js_ready(item):
+            return False
+    return True
 
 
 def js_json_value(value: Any) -> Any:
