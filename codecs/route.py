@@ -52,7 +52,7 @@ def route_record(raw: bytes, topic: str, partition: int, offset: int, config: Co
     except InvalidEvent as exc:
         return Routed(outcomes=[Outcome(message_id=exc.message_id, status="invalid", error_code="INVALID_EVENT",
                                         reason=str(exc), at=now, **coords)])
-    derived = not event.header.message_id
+    derived = not event.message_id
     if derived:  # as Segment assigns one; stable across re-reads, so dedup still absorbs redeliveries
         event = event.with_message_id(derived_message_id(topic, partition, offset))
     routed = Routed(key=event.key)

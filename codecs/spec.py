@@ -78,11 +78,15 @@ _NUMBERS = (int, float)
 _tree = msgspec.json.Decoder(Obj)
 
 
+def _id_text(value: Any) -> Any:
+    """An id as the header keeps it: a number written as JavaScript's `String(id)` (`12345`, `1.5`)."""
+    return js_string(value) if type(value) in _NUMBERS else value
+
+
 def _as_strings(header: SegmentEvent) -> SegmentEvent:
-    """The header with numeric ids written as JavaScript's `String(id)` (`12345`, `1.5`)."""
-    changes = {name: js_string(value) for name in ("message_id", "user_id", "anonymous_id")
-               if type(value := getattr(header, name)) is int or type(value) is float}
-    return msgspec.structs.replace(header, **changes) if changes else header
+    """The header with numeric ids as strings (`_id_text`)."""
+    return msgspec.structs.replace(header, **{name: _id_text(getattr(header, name))
+                                              for name in ("message_id", "user_id", "anonymous_id")})
 
 
 class InvalidEvent(ValueError):
@@ -133,9 +137,7 @@ def input_key(event: Any) -> str | None:
     if not isinstance(event, dict):
         return None
     for name in ("userId", "anonymousId"):
-        key = event.get(name)
-        if type(key) is int or type(key) is float:
-            return js_string(key)  # as the header has it
+        key = _id_text(event.get(name))  # as the header has it
         if key and isinstance(key, str):
             return key
     return None
@@ -183,10 +185,9 @@ def decode_event(raw: bytes, max_bytes: int | None = None) -> Event:
                            f"(about {sys.getrecursionlimit():,} levels, less the caller's)") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec < 0.23 raised UnicodeDecodeError
         raise InvalidEvent(_undecodable(raw, exc)) from None
-    if "type" not in tree:
-        raise InvalidEvent("not a Segment event: missing field `type`",
-                           tree["messageId"] if isinstance(tree.get("messageId"), str) else None)
     readable_id = tree.get("messageId") if isinstance(tree.get("messageId"), str) else None
+    if "type" not in tree:
+        raise InvalidEvent("not a Segment event: missing field `type`", readable_id)
     try:
         header = _header.decode(raw)
     except msgspec.ValidationError as exc:
