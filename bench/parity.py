@@ -243,9 +243,8 @@ def _run_action(case: dict[str, Any]) -> dict[str, Any]:
         request = action.build(payloads, settings, batch)
         headers = dest.auth_headers(settings)
         out["requests"] = [{"method": request.method, "path": request.path, "authorization": headers["Authorization"],
-                            "appcode": headers.get("X-PW-Appcode"),
-                            "body": msgspec.json.decode(msgspec.json.encode(request.body))}]
-        out["text"] = js_json_bytes(request.body).decode()  # the bytes http.py sends
+                            "appcode": headers.get("X-PW-Appcode")}]
+        out["text"] = js_json_bytes(request.body).decode()  # the body: the bytes http.py sends
     if batch:
         out["batch_errors"] = errors
     return out
@@ -264,14 +263,17 @@ def _js_rounded(value: Any) -> Any:
     return value
 
 
-def _segment_text(body: Any) -> str:
-    """The body as Segment sends it (JSON.stringify of the parsed object the oracle returns)."""
-    return json_stringify(body)  # type: ignore[return-value]
-
-
 def _header(value: Any) -> Any:
     """The oracle reports a header as the list of its values."""
     return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+ODD_DATES = "deliberate:odd date strings only JavaScript's Date parser reads"
+
+
+def _odd_date(*messages: str | None) -> bool:
+    """Whether one side refused a datetime value the other took (README, "Odd date strings")."""
+    return any("date-like" in m for m in messages if m)
 
 
 def compare(case: dict[str, Any], segment: dict[str, Any], ours: dict[str, Any]) -> str:
@@ -298,18 +300,16 @@ def compare(case: dict[str, Any], segment: dict[str, Any], ours: dict[str, Any])
             return "deliberate:a batch keeps the events a mapping can resolve"
         if segment.get("error", "").startswith("Cannot destructure property"):
             return "deliberate:Segment's engine throws on `context: null`; delivered"
-        if "date-like" in (segment.get("error", "") + ours.get("error", "")):
-            return "deliberate:odd date strings only JavaScript's Date parser reads"
-        return "agree" if segment.get("error") == ours.get("error") else "differ:error"
+        if _odd_date(segment.get("error"), ours.get("error")):
+            return ODD_DATES
+        return "differ:error"
     seg = [{**r, "authorization": _header(r.get("authorization")), "appcode": _header(r.get("appcode"))}
            for r in segment["requests"]]
     mine = ours["requests"]
     if "events" in case:
         seg_errors = [m.get("errormessage") for m in segment.get("multistatus", []) if m.get("status") == 400]
         if seg_errors != ours["batch_errors"]:
-            if "date-like" in " ".join(map(str, seg_errors + ours["batch_errors"])):
-                return "deliberate:odd date strings only JavaScript's Date parser reads"
-            return "differ:batch errors"
+            return ODD_DATES if _odd_date(*seg_errors, *ours["batch_errors"]) else "differ:batch errors"
     if len(seg) != len(mine):
         return "differ:requests"
     for s, o in zip(seg, mine):
@@ -317,7 +317,7 @@ def compare(case: dict[str, Any], segment: dict[str, Any], ours: dict[str, Any])
             return "differ:headers"
         if not s["path"].endswith(o["path"]):
             return "differ:path"
-        if _segment_text(s["body"]) != ours["text"]:
+        if json_stringify(s["body"]) != ours["text"]:  # Segment sends JSON.stringify of that object
             return "differ:body"
     return "agree"
 
