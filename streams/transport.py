@@ -47,6 +47,26 @@ class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition to its committed offset, with the flow stopped.
+
+        After a table recovery, Faust (0.15.3 `Recovery.on_recovery_completed`) resumes the
+        stream partitions, then seeks them (one OffsetFetch per partition, ~0.5 s for 28),
+        then resumes flow control, which empties the agents' queues; flow control has been on
+        since the recovery began. Records prefetched from the committed offsets were handed to
+        the agents during the seek: those still queued at its end were dropped unacked, and
+        the seek's end rewound the read offsets below them, so the fetch loop took the next
+        records for a gap and the consumer counted the dropped ones as done. Every caller
+        resumes the flow afterwards. A partition without a committed offset is not sought by
+        aiokafka, so it is sent back to its beginning here (the `earliest` reset it started from).
+        """
+        self.stop_flow()
+        await super().perform_seek()
+        unsought = [tp for tp in self.assignment() if not self._committed_offset.get(tp)
+                    and not self._is_changelog_tp(tp)]
+        if unsought:
+            await self._thread.seek_to_beginning(*driver.ensure_aiokafka_TPset(unsought))
+
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's fetch loop (faust 0.15.3 `Consumer._drain_messages`) with three changes.
 
