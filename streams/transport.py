@@ -25,12 +25,20 @@ from faust.transport.drivers import aiokafka as driver
 
 from pushstream.codecs.config import Config
 
+from .fetch_wait import FetchWaits
+
 __all__ = ["LeanMonitor", "PushstreamApp", "StallWatch", "app_settings", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
+    async def on_start(self) -> None:
+        await super().on_start()
+        wait = getattr(self.app, "fetch_max_wait", None)
+        if wait is not None:
+            adapt_fetch_waits(self._consumer, FetchWaits(wait))
+
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_max_wait", None)
@@ -41,6 +49,29 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
             else:
                 log.warning("this aiokafka has no _fetch_max_wait_ms; kafka.fetch_max_wait is ignored")
         return consumer
+
+
+def adapt_fetch_waits(consumer: aiokafka.AIOKafkaConsumer, waits: FetchWaits) -> None:
+    """Give each of a started consumer's fetch requests the wait `waits` names for it (see
+    fetch_wait.py), and tell `waits` how each partition answered. aiokafka 0.14: its fetcher
+    builds one request per broker with `_fetch_max_wait_ms` and sends it in
+    `Fetcher._proc_fetch_request`, which leaves the records it got in `Fetcher._records`."""
+    fetcher = consumer._fetcher
+    send = fetcher._proc_fetch_request
+
+    async def proc_fetch_request(assignment: Any, node_id: int, request: Any) -> bool:
+        asked = [(aiokafka.TopicPartition(topic, p), offset) for topic, parts in request.topics
+                 for p, offset, _ in parts]
+        if assignment.active:
+            request._max_wait_ms = int(1000 * waits.for_request(
+                (tp, offset, assignment.state_value(tp).highwater) for tp, offset in asked))
+        fresh = await send(assignment, node_id, request)
+        if assignment.active:
+            for tp, offset in asked:
+                waits.observe(tp, offset, assignment.state_value(tp).highwater, tp in fetcher._records)
+        return bool(fresh)
+
+    fetcher._proc_fetch_request = proc_fetch_request
 
 
 class _Consumer(driver.Consumer):
