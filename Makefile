@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-latest bench parity install lock clean
+.PHONY: demo test test-latest bench soak parity install lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py
+
+# Faults for minutes, not in `make test`: the crash scenarios on 20,000 events, 10 times each,
+# then 15 minutes at 200 events/s with a fault (kill -9, SIGTERM, 503/429 bursts, a frozen broker) each minute.
+soak: $(VENV)/.installed
+	$(PY) bench/soak.py --matrix --repeat 10
+	$(PY) bench/soak.py --minutes 15
 
 # Our requests vs Segment's engine on a generated corpus (needs Node/npm and ../shared/oracle).
 parity: $(VENV)/.installed

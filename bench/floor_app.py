@@ -22,7 +22,7 @@ BROKER = os.environ.get("FLOOR_BROKER", "kafka://127.0.0.1:9092")
 app = PushstreamApp(
     "floor", fetch_max_wait=0.02, broker=BROKER, value_serializer="raw",
     key_serializer="raw", store="memory://", autodiscover=False, web_enabled=False, topic_disable_leader=True,
-    topic_partitions=8, consumer_auto_offset_reset="earliest", broker_session_timeout=6.0,
+    topic_partitions=8, consumer_auto_offset_reset="earliest", broker_session_timeout=3.0,
     broker_heartbeat_interval=1.0, broker_rebalance_timeout=3.0, broker_commit_interval=0.5,
     table_standby_replicas=0, stream_buffer_maxsize=8192, producer_linger=0.005,
 )

@@ -62,6 +62,10 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: only bounds idle polls; a broker that always waits the full time (Tansu) adds it to
     #: every hop, so the local stack lowers it.
     fetch_max_wait: Seconds = 0.5
+    #: Seek a stalled partition (records wait, nothing moved for 30 s, nothing holds it) back to
+    #: its committed offset. Off: a stall is a bug to report (logged, exported, in /readyz), and
+    #: the crash tests run without this net.
+    stall_reread: bool = False
     #: Replicas of the topics pushstream creates (1 suits a one-broker cluster; 3 is usual in production).
     replication_factor: Count = 1
 

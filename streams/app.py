@@ -25,7 +25,8 @@ from .deliver import Deliverer
 from .kafka import ensure_topics
 from .metrics import Metrics
 from .ops import OpsServer
-from .transport import PushstreamApp, StallWatch, app_settings
+from .partitions import PartitionWatch
+from .transport import PushstreamApp, app_settings, broker_ends, partition_offsets
 from .writer import Writer
 
 __all__ = ["create_app"]
@@ -46,7 +47,20 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     metrics = Metrics()
     writer = Writer(k.broker)
     deliverers = {i.name: Deliverer(config, i, transport, metrics) for i in config.instances}
-    ops = OpsServer(app, config, metrics, writer, deliverers, config.ops.listen)
+    topics_of = {topics.jobs[i.name]: deliverers[i.name] for i in config.instances}
+
+    def held(tp: faust.types.TP) -> str | None:
+        why = app.held_partitions.get(tp)
+        deliverer = topics_of.get(tp.topic)
+        if why is None and deliverer is not None and deliverer.limiter.paused_for > 0:
+            why = f"instance {deliverer.instance.name} waits out a Retry-After"
+        return why
+
+    watch = PartitionWatch({*k.input_topics, *topics.jobs.values(), *topics.retry.values()},
+                           offsets=lambda tp: partition_offsets(app.consumer, tp), held=held,
+                           ends=lambda tps: broker_ends(app.consumer, tps), reread=k.stall_reread,
+                           seek=lambda tp, offset: app.consumer.seek(tp, offset))
+    ops = OpsServer(app, config, metrics, writer, deliverers, watch, config.ops.listen)
     for service in (writer, *deliverers.values(), ops):
         app.add_dependency(service)
     dedup = Dedup(app, config.pipeline.dedup_window, k.partitions)
@@ -57,7 +71,6 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
     app.prepare = prepare
     pipeline = Pipeline(config, topics, writer, dedup, deliverers, metrics)
-    watch = StallWatch(app, {*k.input_topics, *topics.jobs.values(), *topics.retry.values()})
 
     @app.task
     async def warm_dedup() -> None:
@@ -66,7 +79,7 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
     @app.timer(interval=5.0)
     async def watch_partitions() -> None:
-        await watch.check(time.time())
+        await watch.check(time.time(), app.consumer.assignment(), app.rebalancing or app.in_recovery)
 
     @app.timer(interval=60.0)
     async def expire_dedup() -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 
 from pushstream.codecs.records import Outcome
+
+from .partitions import STATES
 
 __all__ = ["Metrics"]
 
@@ -57,6 +59,12 @@ class Metrics:
         self.paused = Gauge("pushstream_instance_paused", "1 while the instance sends nothing but probes (its "
                             "circuit is open: key refused or failing) or waits out a Retry-After", ["instance"],
                             registry=r)
+        self.partition_state = Enum("pushstream_partition_state", "Each source partition this worker reads: "
+                                    "caught_up, flowing, held (on purpose), rebalancing or stalled",
+                                    ["topic", "partition"], states=list(STATES), registry=r)
+        self.partition_stalled = Gauge("pushstream_partition_stalled_seconds", "How long a stalled partition has "
+                                       "not moved while records wait past its committed offset (0 unless stalled)",
+                                       ["topic", "partition"], registry=r)
         self.up = Gauge("pushstream_agents_running", "Agents whose actors are running", registry=r)
 
     def read(self, topics: Iterable[str]) -> None:

@@ -6,7 +6,8 @@ it binds every interface and serves nothing an operator needs.
 
 - `/healthz`: 200 while the event loop answers.
 - `/readyz`: 200 once the broker answers, the consumer group is joined, partitions are
-  assigned and every agent runs; otherwise 503 with the reasons, one per line.
+  assigned, every agent runs and no partition is stalled (see partitions.py); otherwise 503
+  with the reasons, one per line.
 Gauges that are read, not counted (lag, retry backlog, rate limits, pauses), are refreshed on
 each scrape.
 """
@@ -25,6 +26,7 @@ from pushstream.codecs.config import Config
 
 from .deliver import Deliverer
 from .metrics import Metrics
+from .partitions import PartitionWatch
 from .writer import Writer
 
 __all__ = ["OpsServer", "parse_listen"]
@@ -44,12 +46,13 @@ class OpsServer(mode.Service):
     """Serves metrics and health for one worker's app."""
 
     def __init__(self, app: faust.App, config: Config, metrics: Metrics, writer: Writer,
-                 deliverers: dict[str, Deliverer], listen: str, **kwargs: Any) -> None:
+                 deliverers: dict[str, Deliverer], watch: PartitionWatch, listen: str, **kwargs: Any) -> None:
         self.app = app
         self.config = config
         self.metrics = metrics
         self.writer = writer
         self.deliverers = deliverers
+        self.watch = watch
         self.address = parse_listen(listen)
         self.joined = False  # a rebalance has completed since start
         self._runner: web.AppRunner | None = None
@@ -96,13 +99,16 @@ class OpsServer(mode.Service):
         broker = await self.writer.unreachable()
         if broker:
             reasons.append(broker)
-        if not self.joined or self.app.rebalancing:
+        if self.app.in_recovery:
+            reasons.append("the dedup table is recovering from its changelog")
+        elif not self.joined or self.app.rebalancing:
             reasons.append("consumer group not joined yet (rebalancing)")
         elif not self.app.consumer.assignment():
             reasons.append("no partitions assigned to this worker")
         for name, agent in self.app.agents.items():
             if not agent.started or agent.crashed or any(actor.crashed for actor in list(agent._actors)):
                 reasons.append(f"agent {name} is not running")
+        reasons += [state.describe() for state in self.watch.stalled()]
         return reasons
 
     def refresh(self) -> None:
@@ -112,6 +118,12 @@ class OpsServer(mode.Service):
         retry_topics = {self.config.topic("retry", name): name for name in self.deliverers}
         backlog = dict.fromkeys(self.deliverers, 0)
         m.lag.clear()
+        m.partition_state.clear()
+        m.partition_stalled.clear()
+        for tp, state in self.watch.states.items():
+            m.partition_state.labels(tp.topic, str(tp.partition)).state(state.state)
+            m.partition_stalled.labels(tp.topic, str(tp.partition)).set(
+                state.still_for if state.state == "stalled" else 0)
         for tp in consumer.assignment():
             try:
                 high = consumer.highwater(tp)

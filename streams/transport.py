@@ -27,7 +27,8 @@ from pushstream.codecs.config import Config
 
 from .fetch_wait import FetchWaits
 
-__all__ = ["LeanMonitor", "PushstreamApp", "StallWatch", "app_settings", "tune_gc"]
+__all__ = ["LeanMonitor", "PushstreamApp", "adapt_fetch_waits", "app_settings", "broker_ends", "partition_offsets",
+           "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +191,8 @@ class PushstreamApp(faust.App):
                  prepare: Callable[[], object] | None = None, **kwargs: Any) -> None:
         self.fetch_max_wait = fetch_max_wait
         self.prepare = prepare
-        #: Partitions a retry agent paused while it holds a take (StallWatch leaves them alone).
-        self.held_partitions: set[Any] = set()
+        #: Partitions an agent holds on purpose, and why (PartitionWatch reports them as held).
+        self.held_partitions: dict[Any, str] = {}
         kwargs.setdefault("Monitor", LeanMonitor)
         super().__init__(*args, **kwargs)
 
@@ -219,79 +220,21 @@ def tune_gc() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-class StallWatch:
-    """Finds source partitions that stopped moving while records wait, and re-reads them.
+def partition_offsets(consumer: Any, tp: Any) -> tuple[int | None, int | None, int | None]:
+    """A partition's (committed, read, high watermark) as Faust's consumer knows them: the offset
+    it committed (the next to read), the last one its fetch loop handed to a stream, and the high
+    watermark of the last fetch response (faust 0.15.3 `Consumer._committed_offset`, `_read_offset`)."""
+    return consumer._committed_offset.get(tp), consumer._read_offset.get(tp), consumer.highwater(tp)
 
-    A safety net under `_Consumer._drain_messages`: before that fix, restarts on the local
-    broker sometimes left a run of one partition's records undelivered above its committed
-    offset, so that offset never moved again. A partition counts as stalled when, for `after`
-    seconds, neither its committed nor its read offset moved although records wait past the
-    committed one: as the last fetch response reported, or, when that says none, as the broker
-    answers now. (After a kill -9 and restart under CPU load, the fetches for every partition
-    stopped answering while records waited, so the last response's high watermark was stale;
-    a re-read, which restarts the fetches, was what brought them back.) It is then sought back
-    to its committed offset: records after it are read again, and dedup turns any already
-    delivered into `duplicate` outcomes.
-    """
 
-    def __init__(self, app: faust.App, topics: set[str], after: float = 45.0) -> None:
-        self.app = app
-        self.topics = topics
-        self.after = after
-        self._seen: dict[Any, tuple[Any, float]] = {}
-        self._rebalancing_since: float | None = None
-
-    async def check(self, now: float) -> list[Any]:
-        """Re-read stalled partitions; returns them."""
-        app, consumer = self.app, self.app.consumer
-        if app.rebalancing or app.in_recovery:
-            self._seen.clear()
-            if self._rebalancing_since is None:
-                self._rebalancing_since = now
-            elif now - self._rebalancing_since >= self.after:  # nothing is read meanwhile: say so
-                log.warning("%s has not finished for %.0f s; no partition is read meanwhile",
-                            "a rebalance" if app.rebalancing else "table recovery", now - self._rebalancing_since)
-                self._rebalancing_since = now
-            return []
-        self._rebalancing_since = None
-        waiting, unsure = [], []
-        held = getattr(app, "held_partitions", set())
-        for tp in consumer.assignment():
-            if tp.topic not in self.topics or tp in held:  # held on purpose: a retry agent waiting
-                self._seen.pop(tp, None)
-                continue
-            committed = consumer._committed_offset.get(tp)
-            read = consumer._read_offset.get(tp)
-            state = (committed, read)
-            previous = self._seen.get(tp)
-            if previous is None or previous[0] != state:
-                self._seen[tp] = (state, now)
-                continue
-            if now - previous[1] < self.after:
-                continue
-            # Not `read`: a dropped record moves the read offset on, so only the committed offset
-            # shows that records past it were never processed.
-            highwater = consumer.highwater(tp)
-            (waiting if highwater is not None and highwater > (committed or 0) else unsure).append(tp)
-        if unsure:
-            waiting += [tp for tp, end in (await self._ends(unsure)).items()
-                        if end is not None and end > (consumer._committed_offset.get(tp) or 0)]
-        for tp in waiting:
-            committed = consumer._committed_offset.get(tp)
-            log.warning("partition %s:%s stalled for %.0f s (committed=%s read=%s highwater=%s); re-reading "
-                        "from the committed offset", tp.topic, tp.partition, now - self._seen[tp][1], committed,
-                        consumer._read_offset.get(tp), consumer.highwater(tp))
-            await consumer.seek(tp, committed or 0)
-            self._seen[tp] = ((committed, consumer._read_offset.get(tp)), now)
-        return waiting
-
-    async def _ends(self, tps: list[Any]) -> dict[Any, int | None]:
-        """The broker's end offsets (ListOffsets; the local broker's may lag, never lead)."""
-        try:
-            return dict(await asyncio.wait_for(self.app.consumer.highwaters(*tps), timeout=10))
-        except Exception as exc:  # noqa: BLE001 - a safety net must not stop the timer that runs it
-            log.debug("end offsets for %s: %r", tps, exc)
-            return {}
+async def broker_ends(consumer: Any, tps: list[Any]) -> dict[Any, int | None]:
+    """The broker's end offsets of `tps` (ListOffsets; the local broker's may lag, never lead);
+    empty when the broker does not answer within 10 s."""
+    try:
+        return dict(await asyncio.wait_for(consumer.highwaters(*tps), timeout=10))
+    except Exception as exc:  # noqa: BLE001 - a watch must not stop the timer that runs it
+        log.debug("end offsets for %s: %r", tps, exc)
+        return {}
 
 
 def app_settings(config: Config) -> dict[str, object]:

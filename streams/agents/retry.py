@@ -47,7 +47,7 @@ class RetryAgent(InstanceAgent):
         if not circuit.open:
             return
         can_ping = deliverer.instance.destination.ping is not None
-        async with self._paused(stream):
+        async with self._paused(stream, f"circuit open: {circuit.reason}"):
             while circuit.open and batch:
                 until = min(self._window_end(j) for j, _ in batch)
                 if time.time() >= until:
@@ -80,24 +80,25 @@ class RetryAgent(InstanceAgent):
     async def _hold_until(self, stream: faust.StreamT[bytes], due: float) -> None:
         """Wait for `due` with this instance's retry partitions paused (or until its circuit opens)."""
         circuit = self.pipeline.deliverers[self.instance.name].circuit
-        async with self._paused(stream):
+        async with self._paused(stream, f"the retry agent holds a take until a job falls due at {due:.0f}"):
             while time.time() < due and not circuit.open:
                 await asyncio.sleep(min(1.0, max(0.0, due - time.time())))
 
     @contextlib.asynccontextmanager
-    async def _paused(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def _paused(self, stream: faust.StreamT[bytes], why: str) -> AsyncIterator[None]:
         """This instance's retry partitions paused (nothing more fetched for them, so the shared
         consumer never blocks on this agent's full queue), resumed where their stream stopped."""
         consumer = stream.app.consumer
         topic = self.pipeline.topics.retry[self.instance.name]
         paused = {tp for tp in consumer.assignment() if tp.topic == topic}
-        held = getattr(stream.app, "held_partitions", set())
+        held = stream.app.held_partitions
         consumer.pause_partitions(paused)
-        held.update(paused)
+        held.update(dict.fromkeys(paused, why))
         try:
             yield
         finally:
-            held.difference_update(paused)
+            for tp in paused:
+                held.pop(tp, None)
             await _resume(consumer, paused & consumer.assignment())
 
 async def _resume(consumer: Any, tps: set[Any]) -> None:

@@ -56,7 +56,7 @@ def test_records_fetched_while_recovery_seeks_all_reach_the_agent(broker: LocalB
     async def main() -> None:
         app = PushstreamApp(f"recovery-seek-{uuid.uuid4().hex[:8]}", broker=broker.url, value_serializer="raw",
                             store="memory://", web_enabled=False, topic_disable_leader=True,
-                            broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
+                            broker_session_timeout=3.0, broker_heartbeat_interval=1.0,
                             broker_rebalance_timeout=3.0, broker_commit_interval=0.2,
                             consumer_auto_offset_reset="earliest", table_standby_replicas=0,
                             fetch_max_wait=0.02)

@@ -1,5 +1,4 @@
-"""The consumer's fetch loop (records reach streams; read offsets only for records that did) and
-StallWatch (which partitions count as stalled, and what it does about them)."""
+"""The consumer's fetch loop: records reach streams; read offsets only for records that did."""
 
 from __future__ import annotations
 
@@ -11,91 +10,9 @@ from typing import Any
 import pytest
 from faust.types import TP as FaustTP
 
-from pushstream.streams.transport import LeanMonitor, PushstreamApp, StallWatch
+from pushstream.streams.transport import LeanMonitor, PushstreamApp
 
 TP = namedtuple("TP", "topic partition")
-
-
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.tps = [TP("in", 0), TP("in", 1), TP("other", 0)]
-        self._committed_offset: dict[Any, int | None] = {tp: 10 for tp in self.tps}
-        self._read_offset: dict[Any, int | None] = {tp: 9 for tp in self.tps}
-        self.fetched = {tp: 10 for tp in self.tps}  # the high watermark of the last fetch response
-        self.ends = {tp: 10 for tp in self.tps}  # what the broker answers now
-        self.seeks: list[tuple[Any, int]] = []
-
-    def assignment(self) -> list[Any]:
-        return self.tps
-
-    def highwater(self, tp: Any) -> int:
-        return self.fetched[tp]
-
-    async def highwaters(self, *tps: Any) -> dict[Any, int]:
-        return {tp: self.ends[tp] for tp in tps}
-
-    async def seek(self, tp: Any, offset: int) -> None:
-        self.seeks.append((tp, offset))
-
-
-class FakeApp:
-    rebalancing = False
-    in_recovery = False
-
-    def __init__(self) -> None:
-        self.consumer = FakeConsumer()
-        self.held_partitions: set[Any] = set()
-
-
-def test_only_a_partition_with_waiting_records_and_no_progress_is_re_read() -> None:
-    app = FakeApp()
-    c = app.consumer
-    watch = StallWatch(app, {"in"}, after=30)  # type: ignore[arg-type]
-    c.fetched[TP("in", 0)] = 50  # records wait, nothing moves: stalled
-    c.fetched[TP("in", 1)] = 50  # records wait, but it is moving
-    c.fetched[TP("other", 0)] = 50  # not a watched topic
-    run = asyncio.run
-    assert run(watch.check(0.0)) == []
-    c._read_offset[TP("in", 1)] = 20
-    assert run(watch.check(20.0)) == []
-    c._read_offset[TP("in", 1)] = 30
-    assert run(watch.check(31.0)) == [TP("in", 0)]
-    assert c.seeks == [(TP("in", 0), 10)]
-    assert run(watch.check(40.0)) == []  # the clock starts again after a re-read
-
-
-def test_a_partition_whose_fetches_stopped_is_re_read_when_the_broker_has_records_past_it() -> None:
-    """The last fetch response says nothing waits (its high watermark is stale); the broker says
-    records do: stalled. With nothing past the committed offset there either, it is idle."""
-    app = FakeApp()
-    c = app.consumer
-    watch = StallWatch(app, {"in"}, after=30)  # type: ignore[arg-type]
-    c.ends[TP("in", 0)] = 50
-    run = asyncio.run
-    assert run(watch.check(0.0)) == [] and run(watch.check(20.0)) == []
-    assert run(watch.check(31.0)) == [TP("in", 0)] and c.seeks == [(TP("in", 0), 10)]
-
-
-def test_a_partition_paused_on_purpose_is_not_stalled() -> None:
-    """A retry agent holding a batch while its instance's circuit is open pauses its partitions."""
-    app = FakeApp()
-    c = app.consumer
-    watch = StallWatch(app, {"in"}, after=30)  # type: ignore[arg-type]
-    c.fetched[TP("in", 0)] = 50
-    app.held_partitions.add(TP("in", 0))
-    assert asyncio.run(watch.check(0.0)) == [] and asyncio.run(watch.check(100.0)) == []
-    app.held_partitions.clear()  # resumed: its clock starts then
-    assert asyncio.run(watch.check(101.0)) == [] and asyncio.run(watch.check(140.0)) == [TP("in", 0)]
-
-
-def test_caught_up_idle_or_rebalancing_partitions_are_left_alone() -> None:
-    app = FakeApp()
-    watch = StallWatch(app, {"in", "other"}, after=30)  # type: ignore[arg-type]
-    assert asyncio.run(watch.check(0.0)) == [] and asyncio.run(watch.check(100.0)) == []  # caught up
-    app.consumer.fetched[TP("in", 0)] = 50
-    app.rebalancing = True
-    assert asyncio.run(watch.check(200.0)) == [] and asyncio.run(watch.check(300.0)) == []
-    assert app.consumer.seeks == []
 
 
 class Msg:
@@ -174,14 +91,3 @@ def test_the_monitor_keeps_no_per_record_statistics_but_the_stream_idle_clock() 
     monitor.on_message_out(tp, 3, object())
     assert monitor.stream_inbound_time[tp] == pytest.approx(time.monotonic(), abs=5)
     assert monitor.messages_received_total == 0 and monitor.events_total == 0 and not monitor.stream_lookup
-
-
-def test_a_rebalance_that_does_not_finish_is_reported(caplog: pytest.LogCaptureFixture) -> None:
-    app = FakeApp()
-    app.rebalancing = True
-    watch = StallWatch(app, {"in"}, after=30)  # type: ignore[arg-type]
-    for now in (0.0, 10.0, 29.0):
-        assert asyncio.run(watch.check(now)) == []
-    assert "rebalance" not in caplog.text
-    asyncio.run(watch.check(31.0))
-    assert "a rebalance has not finished for 31 s" in caplog.text
