@@ -22,8 +22,8 @@ import msgspec
 from .destinations import REGISTRY, Action, Destination
 from .fields import Validator, compile_validator
 from .fql import Trigger, TriggerError, compile_trigger
-from .mapping import Mapping, MappingError, compile_mapping
 from .intake import IntakeConfig, load_intake
+from .mapping import Mapping, MappingError, compile_mapping
 from .secret import resolve_env, secret_hook
 
 __all__ = ["Config", "ConfigError", "Instance", "KafkaConfig", "OpsConfig", "PipelineConfig", "Subscription",
@@ -242,9 +242,9 @@ def _mapping_json(m: _MappingConfig, where: str, base_dir: Path, errors: list[st
     if (m.mapping is None) == (m.mapping_file is None):
         errors.append(f"{where}: give exactly one of `mapping` (inline) or `mapping_file`")
         return None
-    if m.mapping is not None:
+    if m.mapping is not None or m.mapping_file is None:
         return m.mapping
-    path = base_dir / m.mapping_file  # type: ignore[operator]
+    path = base_dir / m.mapping_file
     try:
         return msgspec.json.decode(path.read_bytes())
     except OSError as exc:
@@ -336,10 +336,10 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
         if m.name in seen:
             errors.append(f"{mwhere}.name: another mapping or preset of this instance is already called {m.name!r}")
         seen.add(m.name)
-        action = dest.actions.get(m.action)
-        if action is None:
+        if m.action not in dest.actions:
             errors.append(f"{mwhere}.action: {dest.slug} has no action {m.action!r}; known: {', '.join(dest.actions)}")
             continue
+        action = dest.actions[m.action]
         mapping_json = _mapping_json(m, mwhere, base_dir, errors)
         if mapping_json is None:  # the trigger's mistakes are still worth reporting now
             try:

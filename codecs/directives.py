@@ -13,7 +13,18 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .js import UNDEFINED, get_path, is_number, js_items, js_string, json_stringify, path_getter, real_type, split_path, truthy
+from .js import (
+    UNDEFINED,
+    get_path,
+    is_number,
+    js_items,
+    js_string,
+    json_stringify,
+    path_getter,
+    real_type,
+    split_path,
+    truthy,
+)
 from .liquid import LiquidTemplateError, compile_liquid
 from .mapping_errors import MappingRuntimeError
 
@@ -31,6 +42,7 @@ class Compiler(Protocol):
     def error(self, path: str, message: str) -> Resolver: ...
     def value(self, value: Any, path: str, keep_undefined: bool = False) -> Resolver: ...
     def obj(self, value: dict[str, Any], path: str, keep_undefined: bool = False) -> Resolver: ...
+    def directive(self, value: dict[str, Any], path: str) -> Resolver: ...
     def string_or_directive(self, value: Any, path: str) -> Resolver | None: ...
     def options(self, value: Any, path: str, name: str, required: tuple[str, ...] = ()) -> dict[str, Any] | None: ...
     def string_option(self, opts: dict[str, Any], key: str, path: str, allowed: tuple[str, ...] = ()) -> bool: ...
@@ -38,6 +50,11 @@ class Compiler(Protocol):
 
 def article(kind: str) -> str:
     return "an" if kind[:1] in "aeiou" else "a"
+
+
+def _a(kind: str) -> str:
+    """`an object`, `a string`: a kind with its article, as Segment's messages write it."""
+    return f"{article(kind)} {kind}"
 
 
 def kind_of(value: Any) -> str:
@@ -102,7 +119,7 @@ def _loose_equals_empty_string(value: Any) -> bool:
     if isinstance(value, str):
         return value == ""
     if isinstance(value, bool) or is_number(value):
-        return value == 0
+        return bool(value == 0)
     if isinstance(value, list):
         return js_string(value) == ""
     return False
@@ -114,15 +131,12 @@ def _if(c: Compiler, arg: Any, path: str) -> Resolver:
         return const(UNDEFINED)
     if not truthy(opts.get("exists")) and not truthy(opts.get("blank")):
         return c.error(path, 'requires an "exists" key or a "blank" key with a value')
-    if "exists" in opts:
-        test = c.value(opts["exists"], f"{path}/exists")
-        cond: Callable[[Any], bool] = lambda p: test(p) not in (None, UNDEFINED)  # noqa: E731
-    else:
-        test = c.value(opts["blank"], f"{path}/blank")
+    key = "exists" if "exists" in opts else "blank"
+    test = c.value(opts[key], f"{path}/{key}")
 
-        def cond(p: Any) -> bool:
-            v = test(p)
-            return v is not None and v is not UNDEFINED and not _loose_equals_empty_string(v)
+    def cond(p: Any) -> bool:  # exists: not null or undefined; blank: not empty either (JavaScript's == '')
+        v = test(p)
+        return v is not None and v is not UNDEFINED and (key == "exists" or not _loose_equals_empty_string(v))
 
     then = c.value(opts["then"], f"{path}/then") if "then" in opts else None
     # Segment only takes `else` when its raw value is truthy: `else: false` yields undefined.
@@ -187,14 +201,14 @@ def _replace(c: Compiler, arg: Any, path: str) -> Resolver:
         if key in opts and opts[key] is not None:
             v = opts[key]
             if not isinstance(v, str):
-                c.error(f"{path}/{key}", f"should be a string but it is {article(kind_of(v))} {kind_of(v)}")
+                c.error(f"{path}/{key}", f"should be a string but it is {_a(kind_of(v))}")
                 ok = False
             elif not low <= len(v) <= REPLACE_MAX_CHARS:
                 c.error(f"{path}/{key}", f"should be a string of length {low} to {REPLACE_MAX_CHARS}")
                 ok = False
     for key in ("ignorecase", "global"):
         if key in opts and not isinstance(opts[key], bool):
-            c.error(f"{path}/{key}", f"should be a boolean but it is {article(kind_of(opts[key]))} {kind_of(opts[key])}")
+            c.error(f"{path}/{key}", f"should be a boolean but it is {_a(kind_of(opts[key]))}")
             ok = False
     inner = c.string_or_directive(opts["value"], f"{path}/value")
     if not ok or inner is None:
@@ -223,7 +237,7 @@ def _replace(c: Compiler, arg: Any, path: str) -> Resolver:
 def _array_path(c: Compiler, arg: Any, path: str) -> Resolver:
     if not isinstance(arg, list) or not arg:
         kind = kind_of(arg)
-        return c.error(path, f"should be an array [path, itemShape?] but it is {article(kind)} {kind}")
+        return c.error(path, f"should be an array [path, itemShape?] but it is {_a(kind)}")
     first = arg[0]
     if isinstance(first, str):
         root: Resolver = path_getter(split_path(first.replace("$.", "", 1)))
@@ -233,7 +247,7 @@ def _array_path(c: Compiler, arg: Any, path: str) -> Resolver:
             return const(UNDEFINED)
         root = inner
     shape = arg[1] if len(arg) > 1 else None
-    shaped = real_type(shape) == "object" and len(shape) > 0
+    shaped = isinstance(shape, dict) and real_type(shape) == "object" and len(shape) > 0
     item = c.value(shape, f"{path}/1") if shaped else None
 
     def resolve(p: Any) -> Any:
@@ -313,7 +327,7 @@ def _merge(c: Compiler, arg: Any, path: str) -> Resolver:
         return c.error(path, 'requires a "direction" key ("left" or "right")')
     if not isinstance(opts["objects"], list):
         kind = kind_of(opts["objects"])
-        return c.error(f"{path}/objects", f"should be an array but it is {article(kind)} {kind}")
+        return c.error(f"{path}/objects", f"should be an array but it is {_a(kind)}")
     parts: list[Resolver] = []
     for i, o in enumerate(opts["objects"]):
         kind = kind_of(o)
@@ -322,7 +336,7 @@ def _merge(c: Compiler, arg: Any, path: str) -> Resolver:
         elif kind == "object":
             parts.append(c.obj(o, f"{path}/objects/{i}", keep_undefined=True))
         else:
-            c.error(f"{path}/objects/{i}", f"should be a object or a mapping directive but it is {article(kind)} {kind}")
+            c.error(f"{path}/objects/{i}", f"should be a object or a mapping directive but it is {_a(kind)}")
     if opts["direction"] == "left":
         parts.reverse()
 
@@ -347,7 +361,7 @@ def _transform(c: Compiler, arg: Any, path: str) -> Resolver:
     for key in ("apply", "mapping"):
         if kind_of(opts[key]) not in ("object", "directive"):
             kind = kind_of(opts[key])
-            return c.error(f"{path}/{key}", f"should be a object or a mapping directive but it is {article(kind)} {kind}")
+            return c.error(f"{path}/{key}", f"should be a object or a mapping directive but it is {_a(kind)}")
     apply = c.value(opts["apply"], f"{path}/apply")
     mapping = c.value(opts["mapping"], f"{path}/mapping")
 
@@ -378,7 +392,7 @@ def _exclude_when_null(c: Compiler, arg: Any, path: str) -> Resolver:
 def _liquid(c: Compiler, arg: Any, path: str) -> Resolver:
     if not isinstance(arg, str):
         kind = kind_of(arg)
-        return c.error(path, f"should be a string but it is {article(kind)} {kind}")
+        return c.error(path, f"should be a string but it is {_a(kind)}")
     if len(arg) > LIQUID_MAX_CHARS:
         return c.error(path, f"liquid templates are limited to {LIQUID_MAX_CHARS} characters")
     try:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .js import UNDEFINED, is_number, js_number, js_string
+from .js import UNDEFINED, Undefined, is_number, js_number, js_string
 
 __all__ = ["Field", "PayloadInvalid", "Validator", "compile_validator", "default_mapping", "validate_payload"]
 
@@ -128,7 +128,7 @@ def _coerce(value: Any, target: str) -> Any:
         if value is None:
             return 0
         number = js_number(value) if isinstance(value, str) and value else UNDEFINED
-        if number is UNDEFINED or (target == "integer" and not float(number).is_integer()):
+        if isinstance(number, Undefined) or (target == "integer" and not float(number).is_integer()):
             return UNDEFINED
         return number
     if target == "boolean":
@@ -195,7 +195,7 @@ def is_date_like(text: str) -> bool:
         first, second = (parser.parse(text, default=default) for default in _FROM_TEXT)
     except (ValueError, OverflowError):
         return False
-    return first.month == second.month and (first.day == second.day or first.year == second.year)
+    return bool(first.month == second.month and (first.day == second.day or first.year == second.year))
 
 
 def _check_format(f: Field, value: Any, errors: list[str]) -> None:

@@ -20,11 +20,10 @@ tree (the decoded JSON object) and does no parsing per event.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from .fql_lexer import Tok, TriggerError, lex
 from .js import UNDEFINED, is_number, js_string, path_getter
 
 __all__ = ["Trigger", "TriggerError", "compile_trigger"]
@@ -32,170 +31,27 @@ __all__ = ["Trigger", "TriggerError", "compile_trigger"]
 Predicate = Callable[[dict[str, Any]], bool]
 
 
-class TriggerError(ValueError):
-    """A trigger Segment would misread or reject; `column` is 1-based."""
-
-    def __init__(self, message: str, text: str, column: int) -> None:
-        self.reason = message
-        self.text = text
-        self.column = column
-        super().__init__(f"column {column}: {message}\n  {text}\n  {' ' * (column - 1)}^")
-
-
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str  # ident, string, number, op, not, lparen, rparen, comma, and, or, null, true, false, eos
-    value: str
-    col: int
-
-
 _TOP_FIELDS = ("type", "event", "name", "userId")
 _NESTED_FIELDS = ("properties", "traits", "context")
-_MISREAD_WORDS = {
-    "AND": "use lowercase `and`: Segment ignores `AND` and reads the rest as if it were not there",
-    "OR": "use lowercase `or`: Segment ignores `OR` and reads the rest as if it were not there",
-    "And": "use lowercase `and`", "Or": "use lowercase `or`",
-    "not": "`not` is not part of FQL (Segment silently ignores it); use != or !contains()/!match()",
-    "NOT": "`NOT` is not part of FQL (Segment silently ignores it); use != or !contains()/!match()",
-    "NULL": "use lowercase `null`", "TRUE": "use lowercase `true`", "FALSE": "use lowercase `false`",
-}
-_IDENT_START = re.compile(r"[A-Za-z_\\]")
-_IDENT_CHAR = re.compile(r"[A-Za-z0-9_\-\\]")
-
-
-def _lex(text: str) -> list[_Tok]:
-    toks: list[_Tok] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        col = i + 1
-        if c in " \t\n\r":
-            i += 1
-        elif c == "(":
-            toks.append(_Tok("lparen", c, col))
-            i += 1
-        elif c == ")":
-            toks.append(_Tok("rparen", c, col))
-            i += 1
-        elif c == ",":
-            toks.append(_Tok("comma", c, col))
-            i += 1
-        elif c in "[]":
-            raise TriggerError("brackets are not supported in trigger paths; use dots", text, col)
-        elif c == "'":
-            raise TriggerError("use double quotes: Segment keeps the quotes of a single-quoted string, so it never "
-                               "matches", text, col)
-        elif c == '"':
-            end = text.find('"', i + 1)
-            if end < 0:
-                raise TriggerError("unterminated string", text, col)
-            toks.append(_Tok("string", text[i + 1 : end], col))
-            i = end + 1
-        elif c == "=":
-            if text.startswith("==", i):
-                raise TriggerError("use `=`, not `==` (Segment reads `==` as comparing with \"=\")", text, col)
-            toks.append(_Tok("op", "=", col))
-            i += 1
-        elif c == "!":
-            if text.startswith("!=", i):
-                _spaced(text, i, 2)
-                toks.append(_Tok("op", "!=", col))
-                i += 2
-            elif i + 1 < n and (text[i + 1].isalpha() or text[i + 1] == "("):
-                toks.append(_Tok("not", "!", col))
-                i += 1
-            else:
-                raise TriggerError("expected `!=` or `!contains(`/`!match(`", text, col)
-        elif c in "<>":
-            op = text[i : i + 2] if text.startswith("=", i + 1) else c
-            _spaced(text, i, len(op))
-            toks.append(_Tok("op", op, col))
-            i += len(op)
-        elif c.isdigit() or c in "+-":
-            m = re.compile(r"[+-]?\d+(\.\d+)?").match(text, i)
-            if m and text[m.end():m.end() + 1] in ("e", "E"):
-                raise TriggerError(f"write the number out: Segment reads `{text[i:m.end() + 1]}…` as {m.group(0)}, "
-                                   "stopping at the exponent", text, col)
-            if not m or (m.end() < n and (text[m.end()] == "." or _IDENT_CHAR.match(text[m.end()]))):
-                raise TriggerError("malformed number", text, col)
-            toks.append(_Tok("number", m.group(0), col))
-            i = m.end()
-        elif _IDENT_START.match(c):
-            i = _lex_ident(text, i, toks)
-        else:
-            raise TriggerError(f"unexpected character {c!r}", text, col)
-    toks.append(_Tok("eos", "", n + 1))
-    return toks
-
-
-def _spaced(text: str, i: int, width: int) -> None:
-    """`!=`, `<`, `<=`, `>`, `>=` need a space on both sides: Segment's lexer fails on
-    `properties.total>100` and `properties.sku !="x"`, and reads `properties.count >=1` as
-    something else than it says."""
-    op = text[i:i + width]
-    if i == 0 or text[i - 1] not in " \t\n\r":
-        raise TriggerError(f"put a space before `{op}`: Segment cannot read it touching the field", text, i + 1)
-    if i + width >= len(text) or text[i + width] not in " \t\n\r":
-        raise TriggerError(f"put a space after `{op}`: Segment misreads it touching the value", text, i + 1)
-
-
-def _lex_ident(text: str, i: int, toks: list[_Tok]) -> int:
-    """Read a dotted identifier (`properties.a.b`); backslash escapes the next character."""
-    start, n = i, len(text)
-    segments: list[str] = []
-    current: list[str] = []
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            if i + 1 >= n:
-                raise TriggerError("expected a character after the escape `\\`", text, i + 1)
-            current.append(text[i + 1])
-            i += 2
-        elif _IDENT_CHAR.match(c):
-            current.append(c)
-            i += 1
-        elif c == ".":
-            segments.append("".join(current))
-            current = []
-            i += 1
-            if i >= n or not (_IDENT_START.match(text[i])):
-                what = "a number" if i < n and text[i].isdigit() else "nothing"
-                raise TriggerError(
-                    f"a path segment must be a name, got {what} (Segment misreads numeric segments)", text, i + 1
-                )
-        else:
-            break
-    segments.append("".join(current))
-    word = ".".join(segments)
-    kind = "ident"
-    if word in ("and", "or", "null", "true", "false"):
-        kind = word
-        if word in ("and", "or") and text.startswith("(", i):
-            raise TriggerError(f"put a space between `{word}` and `(`: Segment reads `{word}(` differently",
-                               text, start + 1)
-    elif word in _MISREAD_WORDS:
-        raise TriggerError(_MISREAD_WORDS[word], text, start + 1)
-    toks.append(_Tok(kind, word, start + 1))
-    return i
 
 
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.toks = _lex(text)
+        self.toks = lex(text)
         self.pos = 0
 
-    def peek(self) -> _Tok:
+    def peek(self) -> Tok:
         return self.toks[self.pos]
 
-    def take(self, kind: str, what: str) -> _Tok:
+    def take(self, kind: str, what: str) -> Tok:
         tok = self.peek()
         if tok.kind != kind:
             self.fail(f"expected {what}, got {_describe(tok)}", tok)
         self.pos += 1
         return tok
 
-    def fail(self, message: str, tok: _Tok) -> None:
+    def fail(self, message: str, tok: Tok) -> None:
         raise TriggerError(message, self.text, tok.col)
 
     def parse(self) -> Predicate:
@@ -209,7 +65,7 @@ class _Parser:
 
     def group(self, depth: int) -> Predicate:
         terms = [self.term(depth)]
-        conj: _Tok | None = None
+        conj: Tok | None = None
         while self.peek().kind in ("and", "or"):
             tok = self.peek()
             if conj is not None and tok.kind != conj.kind:
@@ -267,7 +123,7 @@ class _Parser:
         self.fail(f"expected a condition, got {_describe(tok)}", tok)
         raise AssertionError  # unreachable
 
-    def field(self) -> tuple[str, tuple[str, ...], _Tok]:
+    def field(self) -> tuple[str, tuple[str, ...], Tok]:
         tok = self.take("ident", "a field")
         head, _, rest = tok.value.partition(".")
         if head in _TOP_FIELDS:
@@ -331,7 +187,7 @@ class _Parser:
         return _condition(self, head, path, op, val)
 
 
-def _condition(p: _Parser, head: str, path: tuple[str, ...], op: _Tok, val: _Tok) -> Predicate:
+def _condition(p: _Parser, head: str, path: tuple[str, ...], op: Tok, val: Tok) -> Predicate:
     read = _reader(head, path)
     nested = head in _NESTED_FIELDS
     if val.kind == "null":
@@ -344,7 +200,8 @@ def _condition(p: _Parser, head: str, path: tuple[str, ...], op: _Tok, val: _Tok
         p.fail("null only works with = and !=", op)
     if val.kind in ("true", "false"):
         if op.value == "!=":
-            p.fail(f"`!= {val.value}` is always true in Segment; write `= {'false' if val.value == 'true' else 'true'}`", op)
+            other = "false" if val.value == "true" else "true"
+            p.fail(f"`!= {val.value}` is always true in Segment; write `= {other}`", op)
         if op.value != "=":
             p.fail(f"{val.value} only works with =", op)
         if nested or head == "userId":
@@ -388,7 +245,7 @@ def _reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]
     return lambda ev: get(ev.get(head, UNDEFINED))
 
 
-def _describe(tok: _Tok) -> str:
+def _describe(tok: Tok) -> str:
     if tok.kind == "eos":
         return "the end of the trigger"
     if tok.kind == "string":

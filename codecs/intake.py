@@ -31,8 +31,8 @@ import msgspec
 
 from .secret import resolve_env
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "PATHS", "Accepted", "IntakeConfig", "IntakeError", "Source", "authenticate",
-           "events_of", "load_intake", "parse_body", "settings_for"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "PATHS", "Accepted", "IntakeConfig", "IntakeError", "Source",
+           "authenticate", "events_of", "load_intake", "parse_body", "settings_for"]
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -212,8 +212,9 @@ def events_of(kind: str | None, body: dict[str, Any], now: float, new_id: Callab
                 event["timestamp"] = _iso(received - (sent - original))
         raw = _encode(event)
         if len(raw) > MAX_EVENT_BYTES:
-            raise IntakeError(400, "too_large", f"event {i} ({event.get('type')}, messageId {event['messageId']}) "
-                                                f"is {len(raw):,} bytes, over the {MAX_EVENT_BYTES:,}-byte (32 KB) limit")
+            raise IntakeError(400, "too_large",
+                              f"event {i} ({event.get('type')}, messageId {event['messageId']}) is {len(raw):,} "
+                              f"bytes, over the {MAX_EVENT_BYTES:,}-byte (32 KB) limit")
         out.append(Accepted(event, raw))
     return out
 

@@ -124,7 +124,8 @@ def _number_string(value: float | int) -> str:
 
 _JS_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Infinity")
 _JS_RADIX = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+")
-_JS_SPACE = " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_JS_SPACE = (" \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004"
+             "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff")
 
 
 def js_number(text: str) -> int | float | Undefined:
@@ -236,9 +237,9 @@ def js_json_value(value: Any) -> Any:
 
 def json_stringify(value: Any) -> str | Undefined:
     """`JSON.stringify(value)`: compact, UTF-8 kept, `undefined` stays `undefined`."""
-    if value is UNDEFINED:
-        return UNDEFINED
-    return msgspec.json.encode(js_json_value(value)).decode()
+    if isinstance(value, Undefined):
+        return value
+    return str(msgspec.json.encode(js_json_value(value)), "utf-8")
 
 
 def js_json_bytes(value: Any) -> bytes:

@@ -82,7 +82,8 @@ def _stringified(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return string_filter
 
 
-_liquid_output.to_liquid_string = _js_liquid_string  # type: ignore[assignment]
+# Liquid renders every output through this module global: JavaScript's String() rules replace it.
+_liquid_output.to_liquid_string = _js_liquid_string  # type: ignore[attr-defined,assignment]  # liquid does not re-export it; its signature differs
 _ENV = _SegmentLiquid()
 for _tag in DISABLED_TAGS:
     _ENV.tags.pop(_tag, None)

@@ -8,16 +8,21 @@ payloads at delivery time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
 from .js import UNDEFINED
 
-__all__ = ["DeadLetter", "Job", "Outcome", "Status", "decode_jobs", "encode", "pack_jobs"]
+__all__ = ["REMEMBERED", "STATUSES", "TERMINAL", "DeadLetter", "Job", "Outcome", "Status", "decode_jobs", "encode",
+           "pack_jobs"]
 
 Status = Literal["delivered", "rejected", "failed", "invalid", "skipped", "duplicate"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+#: An (event, action)'s journey ends with one of these; `duplicate` says it ended before.
 TERMINAL = frozenset({"delivered", "rejected", "failed"})
+#: What dedup remembers: the destination answered for good (a `failed` job may be replayed).
+REMEMBERED = frozenset({"delivered", "rejected"})
 
 
 class Job(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -31,7 +31,6 @@ class Routed:
 
     jobs: list[tuple[str, Job]] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
-    key: str | None = None
 
 
 def integrations_allow(integrations: dict[str, Any] | None, keys: tuple[str, ...]) -> bool:
@@ -46,16 +45,16 @@ def integrations_allow(integrations: dict[str, Any] | None, keys: tuple[str, ...
 
 def route_record(raw: bytes, topic: str, partition: int, offset: int, config: Config, now: float) -> Routed:
     """Decode and route one record for every instance in `config`."""
-    coords = {"topic": topic, "partition": partition, "offset": offset}
     try:
         event = decode_event(raw, config.pipeline.max_event_bytes)
     except InvalidEvent as exc:
         return Routed(outcomes=[Outcome(message_id=exc.message_id, status="invalid", error_code="INVALID_EVENT",
-                                        reason=str(exc), at=now, **coords)])
+                                        reason=str(exc), at=now, topic=topic, partition=partition, offset=offset)])
+    coords: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset}
     derived = not event.message_id
     if derived:  # as Segment assigns one; stable across re-reads, so dedup still absorbs redeliveries
         event = event.with_message_id(derived_message_id(topic, partition, offset))
-    routed = Routed(key=event.key)
+    routed = Routed()
     embedded = msgspec.Raw(raw)
     for instance in config.instances:
         _route_instance(event, embedded, instance, coords, now, routed, derived)

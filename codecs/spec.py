@@ -43,31 +43,31 @@ class _Base(msgspec.Struct, tag_field="type", rename="camel", kw_only=True, froz
     integrations: Any = None
 
 
-class Track(_Base, tag="track"):
+class Track(_Base, tag="track", frozen=True):
     pass
 
 
-class Page(_Base, tag="page"):
+class Page(_Base, tag="page", frozen=True):
     pass
 
 
-class Screen(_Base, tag="screen"):
+class Screen(_Base, tag="screen", frozen=True):
     pass
 
 
-class Identify(_Base, tag="identify"):
+class Identify(_Base, tag="identify", frozen=True):
     pass
 
 
-class Group(_Base, tag="group"):
+class Group(_Base, tag="group", frozen=True):
     pass
 
 
-class Alias(_Base, tag="alias"):
+class Alias(_Base, tag="alias", frozen=True):
     pass
 
 
-class Delete(_Base, tag="delete"):
+class Delete(_Base, tag="delete", frozen=True):
     """A user deletion request (Segment sends these apart from events; here they share the topic)."""
 
 
@@ -106,7 +106,7 @@ class Event(msgspec.Struct, frozen=True):
 
     @property
     def type(self) -> str:
-        return self.tree["type"]
+        return str(self.tree["type"])
 
     @property
     def message_id(self) -> str:
@@ -115,7 +115,8 @@ class Event(msgspec.Struct, frozen=True):
 
     def with_message_id(self, message_id: str) -> Event:
         """This event with `message_id` in its header and its tree (where mappings read `$.messageId`)."""
-        return Event(msgspec.structs.replace(self.header, message_id=message_id), {**self.tree, "messageId": message_id})
+        header = msgspec.structs.replace(self.header, message_id=message_id)
+        return Event(header, {**self.tree, "messageId": message_id})
 
     @property
     def key(self) -> str | None:

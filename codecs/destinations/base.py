@@ -8,7 +8,7 @@ layer (streams/http.py) joins `base_url(settings)` with `HttpRequest.path` and a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -71,7 +71,6 @@ class Destination:
     auth_headers: Callable[[Any], dict[str, str]]
     delete_user: Callable[[Any, str | None, str | None], HttpRequest]
     ping: Callable[[Any], HttpRequest] | None = None
-    notes: tuple[str, ...] = field(default=())
 
 
 def put(target: dict[str, Any], key: str, source: dict[str, Any], name: str) -> None:

@@ -10,8 +10,16 @@ import msgspec
 import pytest
 
 from pushstream.codecs.config import ConfigError, load_config
-from pushstream.codecs.intake import (MAX_BATCH_BYTES, PATHS, IntakeError, Source, authenticate, events_of, parse_body,
-                                      settings_for)
+from pushstream.codecs.intake import (
+    MAX_BATCH_BYTES,
+    PATHS,
+    IntakeError,
+    Source,
+    authenticate,
+    events_of,
+    parse_body,
+    settings_for,
+)
 
 WEB = Source("web", "wk-web", "segment-events")
 APP = Source("app", "wk-app", "app-events")
