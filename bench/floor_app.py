@@ -15,8 +15,8 @@ from typing import Any
 
 import faust
 
-from pushstream.streams.transport import PushstreamApp, tune_gc
-from pushstream.streams.writer import Record, Writer
+from pushstream.streams.kafka.faust_app import PushstreamApp, tune_gc
+from pushstream.streams.kafka.writer import Record, Writer
 
 BROKER = os.environ.get("FLOOR_BROKER", "kafka://127.0.0.1:9092")
 app = PushstreamApp(

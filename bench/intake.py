@@ -26,11 +26,11 @@ import msgspec
 
 from pushstream.codecs.intake import events_of
 from pushstream.codecs.spec import input_key
-from pushstream.streams.kafka import create_topics, make_producer
+from pushstream.streams.kafka.admin import create_topics, make_producer
+from pushstream.streams.kafka.writer import Record, Writer
 from pushstream.streams.local.broker import free_port
 from pushstream.streams.local.samples import sample_events
 from pushstream.streams.local.stack import local_env, start_intake
-from pushstream.streams.writer import Record, Writer
 
 WRITE_KEY = "bench-write-key"
 BATCH = 100

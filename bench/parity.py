@@ -312,7 +312,7 @@ def compare(case: dict[str, Any], segment: dict[str, Any], ours: dict[str, Any])
             return ODD_DATES if _odd_date(*seg_errors, *ours["batch_errors"]) else "differ:batch errors"
     if len(seg) != len(mine):
         return "differ:requests"
-    for s, o in zip(seg, mine):
+    for s, o in zip(seg, mine, strict=True):
         if (s["method"], s["authorization"], s.get("appcode")) != (o["method"], o["authorization"], o["appcode"]):
             return "differ:headers"
         if not s["path"].endswith(o["path"]):

@@ -37,8 +37,8 @@ import msgspec
 from pushstream.codecs.config import Config, load_config
 from pushstream.codecs.records import encode
 from pushstream.codecs.route import route_record
+from pushstream.streams.kafka.admin import bootstrap, create_topics, ensure_topics, make_producer
 from pushstream.streams.local.broker import start_broker
-from pushstream.streams.kafka import bootstrap, create_topics, ensure_topics, make_producer
 from pushstream.streams.local.stack import Proc, local_config, local_env, start_sandbox, start_worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -343,7 +343,7 @@ def run_floor(broker: Any, workdir: Path, lines: list[bytes]) -> dict[str, Any]:
     log = workdir / "floor.log"
     env = {**os.environ, "FLOOR_BROKER": broker.url, "FLOOR_INPUT": "floor-in", "PYTHONPATH": str(ROOT / "bench")}
     proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "floor_app", "worker", "--without-web", "-l", "info"],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=workdir,  # noqa: SIM115
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=workdir,
                             start_new_session=True)
     floor = Proc(proc, log)
     try:
@@ -433,7 +433,8 @@ def table(r: dict[str, Any]) -> str:
             ("intake, /v1/batch", f"{r['intake']['events_per_s']:,} ev/s",
              f"{r['intake']['ratio_vs_bare_acked']}x a bare producer acked per batch "
              f"({r['intake']['bare_acked_events_per_s']:,} ev/s; {r['intake']['ratio_vs_bare']}x one acked at the end, "
-             f"{r['intake']['bare_producer_events_per_s']:,}), {r['intake']['clients']} clients x {r['intake']['batch']}"),
+             f"{r['intake']['bare_producer_events_per_s']:,}), "
+             f"{r['intake']['clients']} clients x {r['intake']['batch']}"),
             ("intake at half load", f"p50 {r['intake']['latency_p50_ms']} ms",
              f"p99 {r['intake']['latency_p99_ms']} ms at {r['intake']['half_load_events_per_s']:,} ev/s")]
     return "\n".join(f"{a:24} {b:>16}   {c}" for a, b, c in rows)

@@ -29,11 +29,11 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from pushstream.streams.commands.produce import produce_lines
 from pushstream.streams.local.broker import start_broker
 from pushstream.streams.local.faults import SCENARIOS, FaultRun, OutcomeTally, expected_pairs, fault_corpus
 from pushstream.streams.local.sandbox import PW_PREFIX, XP_PREFIX
 from pushstream.streams.local.stack import local_config, local_env, start_sandbox, start_worker
-from pushstream.streams.produce import produce_lines
 
 
 def matrix(workdir: Path, repeat: int, events: int, only: list[str]) -> int:
@@ -80,7 +80,7 @@ def soak(workdir: Path, minutes: float, rate: float, seed: int) -> int:
     path = workdir / "soak.toml"
     path.write_text(text)
     from pushstream.codecs.config import load_config
-    from pushstream.streams.kafka import ensure_topics
+    from pushstream.streams.kafka.admin import ensure_topics
 
     config = load_config(text, local_env(), workdir)
     ensure_topics(config)

@@ -7,7 +7,8 @@
 
 What each agent reads, writes and acks is in its module under `agents/`. Every agent reads raw
 bytes (a decoding codec would crash the agent on a bad record) with `concurrency=1` (faust
-#606) and never lets an exception escape its body (`agents.pipeline.or_exit`).
+#606) and never lets an exception escape its body (`agents.pipeline.or_exit`). Building the
+app reads nothing and connects to nothing: topics are created when the worker starts.
 """
 
 from __future__ import annotations
@@ -15,51 +16,38 @@ from __future__ import annotations
 import time
 
 import faust
-import httpx
 
 from pushstream.codecs.config import Config
-
-from .agents import DeliverAgent, Pipeline, RetryAgent, RouteAgent, Topics
-from .dedup import Dedup
-from .deliver import Deliverer
-from .kafka import ensure_topics
-from .metrics import Metrics
-from .ops import OpsServer
-from .partitions import PartitionWatch
-from .transport import PushstreamApp, app_settings, broker_ends, partition_offsets
-from .writer import Writer
+from pushstream.streams.agents import DeliverAgent, Pipeline, RetryAgent, RouteAgent, Topics
+from pushstream.streams.delivery.deliverer import Deliverer
+from pushstream.streams.kafka.admin import ensure_topics
+from pushstream.streams.kafka.dedup import Dedup
+from pushstream.streams.kafka.faust_app import PushstreamApp, app_settings, broker_ends
+from pushstream.streams.kafka.faust_compat import partition_offsets
+from pushstream.streams.kafka.partitions import PartitionWatch
+from pushstream.streams.kafka.writer import Writer
+from pushstream.streams.ops.metrics import Metrics
+from pushstream.streams.ops.server import OpsServer
 
 __all__ = ["create_app"]
 
 
-def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> faust.App:
-    """Build the app for `config`. `transport` replaces the network for every instance (tests)."""
+def create_app(config: Config) -> PushstreamApp:
+    """The worker's app for `config` (loaded and checked by the caller)."""
     k = config.kafka
     app = PushstreamApp(k.app_id, fetch_max_wait=k.fetch_max_wait, **app_settings(config))
 
     def topic(name: str, maxsize: int | None = None) -> faust.TopicT:
         # The Topic class, not app.topic(): faust 0.15.3's app.topic() drops `maxsize`.
-        return app.conf.Topic(app, topics=[name], value_type=bytes, key_type=bytes, value_serializer="raw",
-                              key_serializer="raw", maxsize=maxsize)
+        return faust.Topic(app, topics=[name], value_type=bytes, key_type=bytes, value_serializer="raw",
+                           key_serializer="raw", maxsize=maxsize)
 
     topics = Topics.of(config)
     inputs = app.topic(*k.input_topics, value_type=bytes, value_serializer="raw", key_serializer="raw")
     metrics = Metrics()
     writer = Writer(k.broker)
-    deliverers = {i.name: Deliverer(config, i, transport, metrics) for i in config.instances}
-    topics_of = {topics.jobs[i.name]: deliverers[i.name] for i in config.instances}
-
-    def held(tp: faust.types.TP) -> str | None:
-        why = app.held_partitions.get(tp)
-        deliverer = topics_of.get(tp.topic)
-        if why is None and deliverer is not None and deliverer.limiter.paused_for > 0:
-            why = f"instance {deliverer.instance.name} waits out a Retry-After"
-        return why
-
-    watch = PartitionWatch({*k.input_topics, *topics.jobs.values(), *topics.retry.values()},
-                           offsets=lambda tp: partition_offsets(app.consumer, tp), held=held,
-                           ends=lambda tps: broker_ends(app.consumer, tps), reread=k.stall_reread,
-                           seek=lambda tp, offset: app.consumer.seek(tp, offset))
+    deliverers = {i.name: Deliverer(config, i, metrics) for i in config.instances}
+    watch = _partition_watch(app, config, topics, deliverers)
     ops = OpsServer(app, config, metrics, writer, deliverers, watch, config.ops.listen)
     for service in (writer, *deliverers.values(), ops):
         app.add_dependency(service)
@@ -70,7 +58,7 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
         dedup.reconcile(k.broker, k.partitions)
 
     app.prepare = prepare
-    pipeline = Pipeline(config, topics, writer, dedup, deliverers, metrics)
+    pipeline = Pipeline(config, topics, writer, dedup, metrics)
 
     @app.task
     async def warm_dedup() -> None:
@@ -88,12 +76,31 @@ def create_app(config: Config, transport: httpx.AsyncBaseTransport | None = None
     # Agents -------------------------------------------------------------------------------
     route = RouteAgent(pipeline)
     app.agent(inputs, name=route.name, concurrency=1)(route.faust_fun())
-    for inst in config.instances:
+    for name, deliverer in deliverers.items():
         # A jobs record is a pack: its queue holds one take, not the app's default 8,192 records.
-        deliver = DeliverAgent(pipeline, inst)
-        app.agent(topic(topics.jobs[inst.name], maxsize=config.pipeline.deliver_batch), name=deliver.name,
+        deliver = DeliverAgent(pipeline, deliverer)
+        app.agent(topic(topics.jobs[name], maxsize=config.pipeline.deliver_batch), name=deliver.name,
                   concurrency=1)(deliver.faust_fun())
-        retry = RetryAgent(pipeline, inst)
-        app.agent(topic(topics.retry[inst.name]), name=retry.name, concurrency=1)(retry.faust_fun())
+        retry = RetryAgent(pipeline, deliverer)
+        app.agent(topic(topics.retry[name]), name=retry.name, concurrency=1)(retry.faust_fun())
     return app
 
+
+def _partition_watch(app: PushstreamApp, config: Config, topics: Topics,
+                     deliverers: dict[str, Deliverer]) -> PartitionWatch:
+    """The watch over the source partitions: held on purpose by a retry agent's hold (it says why)
+    or by an instance waiting out a Retry-After on its jobs topic."""
+    pacing = {topics.jobs[name]: d for name, d in deliverers.items()}
+
+    def held(tp: faust.types.TP) -> str | None:
+        why = app.held_partitions.get(tp)
+        deliverer = pacing.get(tp.topic)
+        if why is None and deliverer is not None and deliverer.limiter.paused_for > 0:
+            why = f"instance {deliverer.instance.name} waits out a Retry-After"
+        return why
+
+    k = config.kafka
+    return PartitionWatch({*k.input_topics, *topics.jobs.values(), *topics.retry.values()},
+                          offsets=lambda tp: partition_offsets(app.consumer, tp), held=held,
+                          ends=lambda tps: broker_ends(app.consumer, tps), reread=k.stall_reread,
+                          seek=lambda tp, offset: app.consumer.seek(tp, offset))

@@ -30,9 +30,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pushstream.codecs.config import Config
 from pushstream.codecs.intake import PATHS, IntakeConfig, IntakeError, authenticate, events_of, parse_body, settings_for
 from pushstream.codecs.spec import input_key
-
-from .ops import parse_listen
-from .writer import Record, Writer
+from pushstream.streams.kafka.writer import Record, Writer
+from pushstream.streams.ops.server import parse_listen
 
 __all__ = ["IntakeServer"]
 
@@ -138,7 +137,7 @@ class IntakeServer(mode.Service):
             self.metrics.rejected.labels(exc.code).inc()
             self.metrics.requests.labels(path, str(exc.status)).inc()
             return web.Response(status=exc.status, body=exc.body(), content_type="application/json")
-        records = [Record(source.topic, (key := input_key(a.event)) and key.encode(), a.raw) for a in events]
+        records = [Record(source.topic, key.encode() if (key := input_key(a.event)) else None, a.raw) for a in events]
         started = time.monotonic()
         try:
             await asyncio.wait_for(self.writer.write(records), self.intake.produce_timeout)

@@ -74,3 +74,58 @@ def test_the_pure_core_does_no_io(module: str) -> None:
     imported = {name.split(".")[0] for name in _imports(module, MODULES[module])}
     assert not imported & {"faust", "confluent_kafka", "aiokafka", "httpx", "aiohttp", "socket", "asyncio"}
     assert not any(name.startswith("pushstream.streams") for name in _imports(module, MODULES[module]))
+
+
+MAX_CLASS_LINES, MAX_FUNCTION_LINES = 150, 60
+COMPAT = "pushstream.streams.kafka.faust_compat"  # the one module that reads Faust's and aiokafka's insides
+
+
+def _definitions(path: Path) -> list[tuple[str, int, int]]:
+    """(name, kind, lines) of every class and function in a module, nested ones included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            kind = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+            found.append((node.name, kind, (node.end_lineno or node.lineno) - node.lineno + 1))
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_class_over_150_lines_and_no_function_over_60(module: str) -> None:
+    too_long = [(name, lines) for name, limit, lines in _definitions(MODULES[module]) if lines > limit]
+    assert not too_long, too_long
+
+
+def _private_reads(path: Path) -> list[str]:
+    """`x._name` where x is not `self`, `cls` or `other` (another of the same class, in a
+    comparison): another object's private attribute. Dunders, `os._exit` and constants spelled
+    `_UPPER` (confluent-kafka documents `KafkaError._PARTITION_EOF`) aside."""
+    reads = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls", "other", "os"):
+                continue
+            if node.attr.lstrip("_").isupper():
+                continue
+            reads.append(f"{ast.unparse(node)} (line {node.lineno})")
+    return reads
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != COMPAT))
+def test_private_attributes_of_other_objects_are_read_in_the_compat_module_only(module: str) -> None:
+    assert not _private_reads(MODULES[module])
+
+
+def test_few_modules_directly_in_streams() -> None:
+    top = sorted(p.name for p in (ROOT / "streams").glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert len(top) <= 12, top
+
+
+def test_pyproject_lists_every_package_folder() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join([PACKAGES[folder], *init.parent.relative_to(ROOT / folder).parts])
+               for folder in PACKAGES for init in (ROOT / folder).rglob("__init__.py")}
+    assert listed == folders, (sorted(listed - folders), sorted(folders - listed))

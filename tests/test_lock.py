@@ -3,9 +3,9 @@ was installed from it (`make install`), so a fresh machine gets what the suite w
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
-import os
 from importlib import metadata
 from pathlib import Path
 

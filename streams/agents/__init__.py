@@ -4,9 +4,9 @@ Each module's docstring says what its agent reads, writes and when it acks; `pip
 holds what they share (topics, the writer, dedup, the delivery path, `or_exit`).
 """
 
-from .deliver import DeliverAgent
-from .pipeline import Pipeline, Topics
-from .retry import RetryAgent
-from .route import RouteAgent
+from pushstream.streams.agents.deliver import DeliverAgent
+from pushstream.streams.agents.pipeline import Pipeline, Topics
+from pushstream.streams.agents.retry import RetryAgent
+from pushstream.streams.agents.route import RouteAgent
 
 __all__ = ["DeliverAgent", "Pipeline", "RetryAgent", "RouteAgent", "Topics"]

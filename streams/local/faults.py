@@ -27,12 +27,11 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from pushstream.codecs.config import Config, load_config
 from pushstream.codecs.route import route_record
-
-from ..kafka import ensure_topics, make_reader
-from ..produce import produce_lines
-from .samples import sample_events
-from .sandbox import PW_PREFIX, XP_PREFIX
-from .stack import Proc, local_config, local_env, start_worker
+from pushstream.streams.commands.produce import produce_lines
+from pushstream.streams.kafka.admin import ensure_topics, make_reader
+from pushstream.streams.local.samples import sample_events
+from pushstream.streams.local.sandbox import PW_PREFIX, XP_PREFIX
+from pushstream.streams.local.stack import Proc, local_config, local_env, start_worker
 
 __all__ = ["FaultRun", "OutcomeTally", "Pair", "SCENARIOS", "Verdict", "expected_pairs", "fault_corpus", "sends"]
 
@@ -76,9 +75,10 @@ class OutcomeTally:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for msg in self.consumer.consume(1000, 0.1):
-                if msg.error():
+                value = msg.value()
+                if msg.error() or value is None:
                     continue
-                o = msgspec.json.decode(msg.value())
+                o = msgspec.json.decode(value)
                 if not (o.get("message_id") or "").startswith(self.prefix):
                     continue
                 self.statuses[o["status"]] += 1

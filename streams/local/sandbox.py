@@ -158,8 +158,11 @@ class Sandbox:
         self.app.router.add_post("/_sandbox/faults", self._add_fault)
         self.app.router.add_delete("/_sandbox/faults", self._clear_faults)
         self.app.router.add_post("/_sandbox/credentials", self._add_credentials)
-        self.app.router.add_get("/_sandbox/health", lambda r: web.json_response({"ok": True}))
+        self.app.router.add_get("/_sandbox/health", self._health)
         self.app.router.add_post("/{tail:.*}", self._api)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
 
     async def _list(self, request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))

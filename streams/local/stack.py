@@ -13,13 +13,16 @@ from pathlib import Path
 
 import httpx
 
-from .broker import free_port, wait_for_port
+from pushstream.streams.local.broker import free_port, wait_for_port
 
 __all__ = ["Proc", "local_config", "start_intake", "start_sandbox", "start_worker"]
 
 SANDBOX_PW_KEY = "sandbox-pushwoosh-key"
 SANDBOX_PW_APP = "SANDBOX-APP"
 SANDBOX_XP_KEY = "sandbox-xtremepush-key"
+
+
+_PW_SETTINGS = f'pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "{SANDBOX_PW_APP}"'
 
 
 def local_config(broker_url: str, sandbox_url: str, *, prefix: str = "pushstream", app_id: str = "pushstream",
@@ -47,7 +50,7 @@ batch_window = {batch_window}
 [[destinations]]
 name = "pushwoosh-sandbox"
 type = "pushwoosh"
-settings = {{ pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "{SANDBOX_PW_APP}", baseUrl = "{sandbox_url}" }}
+settings = {{ {_PW_SETTINGS}, baseUrl = "{sandbox_url}" }}
 
 [[destinations]]
 name = "xtremepush-sandbox"
@@ -102,8 +105,8 @@ def start_sandbox(workdir: Path, port: int | None = None, app_codes: tuple[str, 
     port = port or free_port()
     log = workdir / "sandbox.log"
     extra = [arg for code in app_codes for arg in ("--pushwoosh", f"{SANDBOX_PW_KEY}={code}")]
-    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "sandbox", "--port", str(port), *extra],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams", "sandbox", "--port", str(port), *extra],
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
     wait_for_port(port)
     url = f"http://127.0.0.1:{port}"
     httpx.get(f"{url}/_sandbox/health", timeout=5).raise_for_status()
@@ -121,8 +124,8 @@ def start_worker(workdir: Path, config_path: Path, env: dict[str, str] | None = 
     ops = f"127.0.0.1:{free_port()}"
     full_env = {**os.environ, "PUSHSTREAM_STATE_DIR": str(workdir / f"{name}.state"), "PUSHSTREAM_OPS_LISTEN": ops,
                 **(env or {}), "PUSHSTREAM_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "worker", "--config", str(config_path),
-                             *args], stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full_env,  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams", "worker", "--config", str(config_path),
+                             *args], stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full_env,
                             cwd=workdir, start_new_session=True)
     worker = Proc(proc, log, f"http://{ops}")
     if wait:
@@ -133,8 +136,8 @@ def start_worker(workdir: Path, config_path: Path, env: dict[str, str] | None = 
 def start_intake(workdir: Path, config_path: Path, env: dict[str, str], port: int, timeout: float = 60.0) -> Proc:
     """Start `pushstream intake` (its config listens on `port`) and wait until /healthz answers."""
     log = workdir / f"intake-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams.cli", "intake", "--config", str(config_path)],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams", "intake", "--config", str(config_path)],
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, cwd=workdir, start_new_session=True)
     intake = Proc(proc, log, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + timeout

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from pushstream.streams.local.broker import LocalBroker
 from pushstream.streams.local.faults import SCENARIOS, FaultRun
-
-from ..conftest import LocalBroker, SandboxClient
+from tests.support import SandboxClient
 
 pytestmark = pytest.mark.crash
 

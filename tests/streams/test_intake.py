@@ -5,10 +5,10 @@ worker and are delivered. Faults: a wrong write key, oversized bodies, gzip, and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import gzip
-import asyncio
 import shutil
 import subprocess
 import time
@@ -23,11 +23,10 @@ from aiohttp import web
 
 from pushstream.codecs.config import load_config
 from pushstream.codecs.route import route_record
-from pushstream.streams.kafka import ensure_topics, read_topic
+from pushstream.streams.kafka.admin import ensure_topics, read_topic
 from pushstream.streams.local.broker import free_port, start_broker
 from pushstream.streams.local.stack import Proc, local_config, local_env, start_intake
-
-from ..conftest import Stack, needs_tool, serve
+from tests.support import Stack, needs_tool, serve
 
 WRITE_KEY = "wk-intake-test"
 NPM_PACKAGES = ["@segment/analytics-node@3.1.0", "@segment/analytics-next@1.84.3"]

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
+from pushstream.streams.commands.replay import replay
+from pushstream.streams.local.broker import LocalBroker
 from pushstream.streams.local.samples import sample_events
 from pushstream.streams.local.stack import local_config, local_env, start_worker
-from pushstream.streams.replay import replay
-
-from ...conftest import (POST_EVENTS, LocalBroker, SandboxClient, Stack, close, launch, mine, sent_for_app,
-                         targeted_events)
+from tests.support import POST_EVENTS, SandboxClient, Stack, close, launch, mine, sent_for_app, targeted_events
 
 pytestmark = pytest.mark.usefixtures("no_faults_left")
 

@@ -11,13 +11,21 @@ import httpx
 import pytest
 
 from pushstream.codecs.records import decode_jobs
-from pushstream.streams.kafka import read_topic
+from pushstream.streams.commands.replay import replay
+from pushstream.streams.kafka.admin import read_topic
 from pushstream.streams.local.broker import LocalBroker
 from pushstream.streams.local.stack import local_config
-from pushstream.streams.replay import replay
-
-from ...conftest import (SandboxClient, Stack, close, launch, mine, sent_for_app, targeted_events, targeted_instances,
-                         write_track_mapping)
+from tests.support import (
+    SandboxClient,
+    Stack,
+    close,
+    launch,
+    mine,
+    sent_for_app,
+    targeted_events,
+    targeted_instances,
+    write_track_mapping,
+)
 
 pytestmark = pytest.mark.usefixtures("no_faults_left")
 

@@ -7,8 +7,7 @@ import collections
 from typing import Any
 
 from pushstream.streams.local.samples import sample_events
-
-from ...conftest import POST_EVENTS, TRACK_USER, Stack, mine
+from tests.support import POST_EVENTS, TRACK_USER, Stack, mine
 
 
 def test_only_track_page_screen_reach_the_track_event_action(stack: Stack, prefix: str) -> None:
@@ -133,7 +132,7 @@ def test_events_with_an_empty_message_id_are_never_merged(stack: Stack, prefix: 
     events = [{"type": "track", "messageId": "", "userId": user, "event": f"E{i}",
                "timestamp": "2026-11-30T10:00:00.000Z", "properties": {"i": i}} for i in range(3)]
     coords = stack.produce([*events, {"type": "track", "messageId": f"{prefix}-kept", "userId": True}])
-    derived = {f"pushstream:segment-events:{p}:{o}" for p, o in coords[:3]}  # type: ignore[misc]
+    derived = {f"pushstream:segment-events:{p}:{o}" for p, o in coords[:3]}
     outcomes = stack.outcomes.wait(lambda o: o.get("message_id") in derived, 6)  # Pushwoosh + Xtremepush each
     assert {o["status"] for o in outcomes} == {"delivered"} and all(o["message_id_derived"] for o in outcomes)
     assert {o["message_id"] for o in outcomes} == derived

@@ -1,0 +1,233 @@
+"""Where pushstream touches Faust's and aiokafka's insides: the only module that reads their
+private attributes or replaces their behaviour. Read from faust-streaming 0.15.3 and aiokafka
+0.14.0; `TOUCHED` lists every name relied on, and tests/streams/kafka/test_faust_compat.py fails
+naming the one an upgrade removes.
+
+What is changed, and why (each in its docstring):
+- the worker consumer's fetch wait is `kafka.fetch_max_wait` (Faust hard-codes 1.5 s; a broker
+  that holds every fetch for the full wait, as the local one does, adds it to every hop), and
+  each request's wait adapts to what the broker answers (fetch_wait.py);
+- the fetch loop hands records to the streams per batch, and sets a read offset only for a
+  record that reached its stream (`_Consumer._drain_messages`);
+- the seek to committed offsets runs with the flow stopped (`_Consumer.perform_seek`): after
+  a table recovery Faust's own order lost records;
+- what other modules need to know: a partition's offsets, a stream resumed where it stopped,
+  a table partition's database, whether an agent's actor crashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiokafka
+import faust
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as driver
+
+from pushstream.streams.kafka.fetch_wait import FetchWaits
+
+__all__ = ["TOUCHED", "CompatApp", "actor_crashed", "adapt_fetch_waits", "partition_offsets", "resume_where_read",
+           "table_database"]
+
+log = logging.getLogger(__name__)
+
+#: (owner, attribute) for every private name used here, checked by the tests against the installed versions.
+TOUCHED: tuple[tuple[str, str], ...] = (
+    ("faust.App", "_new_transport"),
+    ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_create_worker_consumer"),
+    ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_consumer"),
+    ("faust.transport.drivers.aiokafka.Consumer", "_new_consumer_thread"),
+    ("faust.transport.drivers.aiokafka.Consumer", "_thread"),
+    ("faust.transport.consumer.Consumer", "_drain_messages"),
+    ("faust.transport.consumer.Consumer", "_add_gap"),
+    ("faust.transport.consumer.Consumer", "_is_changelog_tp"),
+    ("faust.transport.consumer.Consumer", "_read_offset"),
+    ("faust.transport.consumer.Consumer", "_committed_offset"),
+    ("faust.transport.consumer.Consumer", "_commit_every"),
+    ("faust.transport.consumer.Consumer", "_n_acked"),
+    ("faust.transport.consumer.Consumer", "_stopped"),
+    ("faust.agents.Agent", "_actors"),
+    ("faust.stores.rocksdb.Store", "_dbs"),
+    ("aiokafka.AIOKafkaConsumer", "_fetch_max_wait_ms"),
+    ("aiokafka.AIOKafkaConsumer", "_fetcher"),
+    ("aiokafka.consumer.fetcher.Fetcher", "_proc_fetch_request"),
+    ("aiokafka.consumer.fetcher.Fetcher", "_records"),
+    ("aiokafka.consumer.fetcher.Fetcher", "_stopped"),
+    ("aiokafka.protocol.fetch.FetchRequest", "_max_wait_ms"),
+)
+
+
+class _ConsumerThread(driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, whose aiokafka consumer takes `app.fetch_max_wait` and the adaptive waits."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        wait = getattr(self.app, "fetch_max_wait", None)
+        if wait is not None:
+            adapt_fetch_waits(self._consumer, FetchWaits(wait))
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "fetch_max_wait", None)
+        if wait is not None:
+            if hasattr(consumer, "_fetch_max_wait_ms"):
+                # Read by AIOKafkaConsumer.start() when it builds its fetcher (aiokafka 0.10-0.14).
+                consumer._fetch_max_wait_ms = int(wait * 1000)
+            else:
+                log.warning("this aiokafka has no _fetch_max_wait_ms; kafka.fetch_max_wait is ignored")
+        return consumer
+
+
+def adapt_fetch_waits(consumer: aiokafka.AIOKafkaConsumer, waits: FetchWaits) -> None:
+    """Give each of a started consumer's fetch requests the wait `waits` names for it (see
+    fetch_wait.py), and tell `waits` how each partition answered. aiokafka 0.14: its fetcher
+    builds one request per broker with `_fetch_max_wait_ms` and sends it in
+    `Fetcher._proc_fetch_request`, which leaves the records it got in `Fetcher._records`."""
+    fetcher = consumer._fetcher
+    send = fetcher._proc_fetch_request
+
+    async def proc_fetch_request(assignment: Any, node_id: int, request: Any) -> bool:
+        asked = [(aiokafka.TopicPartition(topic, p), offset) for topic, parts in request.topics
+                 for p, offset, _ in parts]
+        if assignment.active:
+            request._max_wait_ms = int(1000 * waits.for_request(
+                (tp, offset, assignment.state_value(tp).highwater) for tp, offset in asked))
+        fresh = await send(assignment, node_id, request)
+        if assignment.active:
+            for tp, offset in asked:
+                waits.observe(tp, offset, assignment.state_value(tp).highwater, tp in fetcher._records)
+        return bool(fresh)
+
+    fetcher._proc_fetch_request = proc_fetch_request
+
+
+class _Consumer(driver.Consumer):
+    """Faust's aiokafka consumer with our fetch loop, and its seek to committed offsets made safe."""
+
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition to its committed offset, with the flow stopped.
+
+        After a table recovery, Faust (0.15.3 `Recovery.on_recovery_completed`) resumes the
+        stream partitions, then seeks them (one OffsetFetch per partition, ~0.5 s for 28),
+        then resumes flow control, which empties the agents' queues; flow control has been on
+        since the recovery began. Records prefetched from the committed offsets were handed to
+        the agents during the seek: those still queued at its end were dropped unacked, and
+        the seek's end rewound the read offsets below them, so the fetch loop took the next
+        records for a gap and the consumer counted the dropped ones as done. Every caller
+        resumes the flow afterwards. A partition without a committed offset is not sought by
+        aiokafka, so it is sent back to its beginning here (the `earliest` reset it started from).
+        """
+        self.stop_flow()
+        await super().perform_seek()
+        unsought = [tp for tp in self.assignment() if not self._committed_offset.get(tp)
+                    and not self._is_changelog_tp(tp)]
+        if unsought:
+            await self._thread.seek_to_beginning(*driver.ensure_aiokafka_TPset(unsought))
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Faust's fetch loop (faust 0.15.3 `Consumer._drain_messages`) with three changes.
+
+        1. A fetched batch is handed to the streams by one task raced against a flow stop,
+           where Faust races four tasks per record (`wait_first` per record was ~15% of the
+           worker's CPU in a profile of the end-to-end bench).
+        2. A record's read offset is set only after the record reached its stream. Faust sets
+           it even when a rebalance's flow stop won the race, so that record is skipped and,
+           once the read offset has moved past it, re-fetched copies are dropped as "already
+           read": the partition's committed offset then never moves again.
+        3. Delivery stops at a record fetched in an earlier generation (see `_deliver_batch`).
+        """
+        stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
+        try:
+            while not (stopped() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                batch = [item async for item in self.getmany(timeout=1.0)]
+                await self.sleep(0)  # getmany may not have yielded to the loop
+                if batch and not self.should_stop:
+                    await self.wait_first(self._deliver_batch(batch), self.suspend_flow.wait())
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception:
+            self.log.exception("Drain messages raised")
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _deliver_batch(self, batch: list[tuple[Any, Any]]) -> None:
+        app, callback, read_offset = self.app, self.callback, self._read_offset
+        commit_every, acks_enabled_for = self._commit_every, self.app.topics.acks_enabled_for
+        for n, (tp, message) in enumerate(batch, 1):
+            if n % 100 == 0:
+                await asyncio.sleep(0)
+            if message.generation_id != app.consumer_generation_id:
+                # Fetched before a rebalance: the stream would skip it unacked, and a read offset
+                # set for it would drop the copy re-fetched from the committed offset. (Faust's
+                # getmany checks this while its loop iterates; here the batch is fetched first.)
+                break
+            offset, r_offset = message.offset, read_offset[tp]
+            if r_offset is not None and offset < r_offset:
+                continue  # already read (Faust logs these as dropped)
+            if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, r_offset + 1, offset)
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+            await callback(message)
+            read_offset[tp] = offset
+
+
+class _Transport(driver.Transport):
+    Consumer = _Consumer
+
+
+class CompatApp(faust.App):
+    """A Faust app whose transport is the one above; `fetch_max_wait` (seconds) is its fetch wait."""
+
+    fetch_max_wait: float | None = None
+
+    def _new_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_consumer, self)
+
+
+def partition_offsets(consumer: Any, tp: Any) -> tuple[int | None, int | None, int | None]:
+    """A partition's (committed, read, high watermark) as Faust's consumer knows them: the offset
+    it committed (the next to read), the last one its fetch loop handed to a stream, and the high
+    watermark of the last fetch response (faust 0.15.3 `Consumer._committed_offset`, `_read_offset`)."""
+    return consumer._committed_offset.get(tp), consumer._read_offset.get(tp), consumer.highwater(tp)
+
+
+async def resume_where_read(consumer: Any, tps: set[Any]) -> None:
+    """Resume paused partitions where their stream stopped. Faust drops the records of a fetch
+    that was in flight when the partition was paused (they are filtered out, though the fetch
+    position moved past them), so each is sought back to just after the last record delivered
+    to its stream (or to its committed offset)."""
+    consumer.resume_partitions(tps)
+    for tp in tps:
+        read = consumer._read_offset.get(tp)
+        offset = read + 1 if read is not None else consumer._committed_offset.get(tp)
+        if offset is not None:
+            await consumer.seek(tp, offset)
+
+
+def table_database(table: Any, partition: int) -> Any:
+    """The RocksDB database of a table partition this worker holds, else None. Faust's store opens
+    one when its partition is assigned (and recovered) and forgets it when it is revoked; `_dbs`
+    is read, not `_db_for_partition`, which would open (and lock) the files of a partition
+    another worker now owns."""
+    return table.data._dbs.get(partition)
+
+
+def actor_crashed(agent: Any) -> bool:
+    """Whether any actor of a Faust agent has crashed (the agent's own flag misses a crashed actor)."""
+    return any(actor.crashed for actor in list(agent._actors))
