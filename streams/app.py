@@ -13,7 +13,9 @@ app reads nothing and connects to nothing: topics are created when the worker st
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import faust
 
@@ -64,6 +66,14 @@ def create_app(config: Config) -> PushstreamApp:
     async def warm_dedup() -> None:
         """Start reading recent outcomes at once, not when the first batch is waiting for them."""
         await pipeline.warm_up()
+
+    job_topics = {*topics.jobs.values(), *topics.retry.values()}
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's handler type refuses coroutine functions
+    async def read_outcomes_again(sender: Any, assigned: set[faust.types.TP], *args: Any, signal: Any,
+                                  **kwargs: Any) -> None:
+        if dedup.gained({tp for tp in assigned if tp.topic in job_topics}):
+            asyncio.ensure_future(pipeline.warm_up())  # the agents' next deliveries wait for it
 
     @app.timer(interval=5.0)
     async def watch_partitions() -> None:
