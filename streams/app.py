@@ -25,7 +25,7 @@ from pushstream.streams.delivery.deliverer import Deliverer
 from pushstream.streams.kafka.admin import ensure_topics
 from pushstream.streams.kafka.dedup import Dedup
 from pushstream.streams.kafka.faust_app import PushstreamApp, app_settings, broker_ends
-from pushstream.streams.kafka.faust_compat import partition_offsets
+from pushstream.streams.kafka.faust_compat import partition_offsets, seek_to
 from pushstream.streams.kafka.partitions import PartitionWatch
 from pushstream.streams.kafka.writer import Writer
 from pushstream.streams.ops.metrics import Metrics
@@ -113,4 +113,4 @@ def _partition_watch(app: PushstreamApp, config: Config, topics: Topics,
     return PartitionWatch({*k.input_topics, *topics.jobs.values(), *topics.retry.values()},
                           offsets=lambda tp: partition_offsets(app.consumer, tp), held=held,
                           ends=lambda tps: broker_ends(app.consumer, tps), reread=k.stall_reread,
-                          seek=lambda tp, offset: app.consumer.seek(tp, offset))
+                          seek=lambda tp, offset: seek_to(app.consumer, tp, offset))

@@ -29,7 +29,7 @@ from faust.transport.drivers import aiokafka as driver
 from pushstream.streams.kafka.fetch_wait import FetchWaits
 
 __all__ = ["TOUCHED", "CompatApp", "actor_crashed", "adapt_fetch_waits", "partition_offsets", "resume_where_read",
-           "table_database"]
+           "seek_to", "table_database"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,12 @@ class _Consumer(driver.Consumer):
                     and not self._is_changelog_tp(tp)]
         if unsought:
             await self._thread.seek_to_beginning(*driver.ensure_aiokafka_TPset(unsought))
+        # Faust leaves a partition's read offset at its committed offset, the next record to read;
+        # everywhere else (the fetch loop, `seek_to`) it is the last record handed to a stream. One
+        # meaning: a resume from it would otherwise skip the record at the committed offset.
+        for tp, committed in list(self._committed_offset.items()):
+            if committed and self._read_offset.get(tp) == committed:
+                self._read_offset[tp] = committed - 1
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's fetch loop (faust 0.15.3 `Consumer._drain_messages`) with three changes.
@@ -207,17 +213,23 @@ def partition_offsets(consumer: Any, tp: Any) -> tuple[int | None, int | None, i
     return consumer._committed_offset.get(tp), consumer._read_offset.get(tp), consumer.highwater(tp)
 
 
+async def seek_to(consumer: Any, tp: Any, offset: int) -> None:
+    """Fetch `tp` from `offset` on, its read offset just before it. (Faust's own `seek` sets the
+    read offset to `offset` itself, the next record to read: a resume from there skipped that
+    record, one per partition per hold in a row: 4 of 60 parked jobs never delivered, measured.)"""
+    consumer._thread.seek(tp, offset)
+    consumer._read_offset[tp] = offset - 1 if offset > 0 else None
+
+
 async def resume_where_read(consumer: Any, tps: set[Any]) -> None:
     """Resume paused partitions where their stream stopped. Faust drops the records of a fetch
     that was in flight when the partition was paused (they are filtered out, though the fetch
     position moved past them), so each is sought back to just after the last record delivered
-    to its stream (or to its committed offset)."""
+    to its stream (or to its committed offset, or its beginning when nothing was committed)."""
     consumer.resume_partitions(tps)
     for tp in tps:
         read = consumer._read_offset.get(tp)
-        offset = read + 1 if read is not None else consumer._committed_offset.get(tp)
-        if offset is not None:
-            await consumer.seek(tp, offset)
+        await seek_to(consumer, tp, read + 1 if read is not None else consumer._committed_offset.get(tp) or 0)
 
 
 def table_database(table: Any, partition: int) -> Any:

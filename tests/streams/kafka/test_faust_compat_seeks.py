@@ -1,5 +1,5 @@
 """faust_compat.py's seeks on a real broker: no record may be skipped when Faust recovers a table
-(the crash-recovery reproducer).
+(the crash-recovery reproducer) or when an agent holds and resumes its partitions.
 
 Recovery: records prefetched while Faust recovers a table must all reach the agent once Faust
 seeks the partitions back to their committed offsets.
@@ -25,6 +25,7 @@ import pytest
 
 from pushstream.streams.kafka.admin import create_topics, make_producer
 from pushstream.streams.kafka.faust_app import PushstreamApp
+from pushstream.streams.kafka.faust_compat import resume_where_read
 from pushstream.streams.local.broker import LocalBroker
 
 PARTITIONS = 2
@@ -108,6 +109,38 @@ def test_records_fetched_while_recovery_seeks_all_reach_the_agent(broker: LocalB
                          "the last commits")
         finally:
             gate.set()
+            await app.stop()
+
+    asyncio.run(main())
+    assert all(s == set(range(BEFORE + AFTER)) for s in seen.values())
+
+
+def test_holding_twice_in_a_row_skips_nothing(broker: LocalBroker) -> None:
+    """A retry agent pauses its partitions while it holds a take and resumes them where their
+    stream stopped; twice in a row with nothing read between, the second resume used to start
+    one record later (Faust's seek leaves the read offset at the next record, read as the last)."""
+    topic = f"hold-{uuid.uuid4().hex[:8]}"
+    create_topics(broker.url, [topic], PARTITIONS)
+    _produce(broker.url, topic, 0, BEFORE)
+    seen: dict[int, set[int]] = {p: set() for p in range(PARTITIONS)}
+    gate = asyncio.Event()
+
+    async def main() -> None:
+        gate.set()
+        app = _app(broker, topic, seen, gate)
+        await app.start()
+        consumer = app.consumer
+        try:
+            await _until(lambda: all(len(s) == BEFORE for s in seen.values()), 60, "the first records")
+            tps = {tp for tp in consumer.assignment() if tp.topic == topic}
+            for _ in range(3):  # holds in a row, nothing read between them
+                consumer.pause_partitions(tps)
+                await asyncio.sleep(0.2)
+                await resume_where_read(consumer, tps)
+            _produce(broker.url, topic, BEFORE, AFTER)
+            await _until(lambda: all(len(s) == BEFORE + AFTER for s in seen.values()), 30,
+                         f"every record (seen {[len(s) for s in seen.values()]} of {BEFORE + AFTER} per partition)")
+        finally:
             await app.stop()
 
     asyncio.run(main())
