@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 TOUCHED: tuple[tuple[str, str], ...] = (
     ("faust.App", "_new_transport"),
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_create_worker_consumer"),
+    ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "verify_event_path"),
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_consumer"),
     ("faust.transport.drivers.aiokafka.Consumer", "_new_consumer_thread"),
     ("faust.transport.drivers.aiokafka.Consumer", "_thread"),
@@ -54,6 +55,7 @@ TOUCHED: tuple[tuple[str, str], ...] = (
     ("aiokafka.AIOKafkaConsumer", "_fetcher"),
     ("aiokafka.consumer.fetcher.Fetcher", "_proc_fetch_request"),
     ("aiokafka.consumer.fetcher.Fetcher", "_records"),
+    ("aiokafka.consumer.fetcher.Fetcher", "_subscriptions"),
     ("aiokafka.consumer.fetcher.Fetcher", "_stopped"),
     ("aiokafka.protocol.fetch.FetchRequest", "_max_wait_ms"),
 )
@@ -67,6 +69,20 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         wait = getattr(self.app, "fetch_max_wait", None)
         if wait is not None:
             adapt_fetch_waits(self._consumer, FetchWaits(wait))
+
+    def verify_event_path(self, now: float, tp: Any) -> None:
+        """Faust's check that a partition's stream keeps up (its livelock detector, every 2.5 commit
+        intervals), skipped while aiokafka resets the partition's position: Faust reads
+        `TopicPartitionState.position`, which asserts there is one, and the assertion crashed the
+        consumer, and so the worker (seen after a restart, a partition sent back to its beginning)."""
+        consumer = self._consumer
+        if consumer is not None:
+            subscription = consumer._fetcher._subscriptions.subscription
+            state = subscription.assignment.state_value(aiokafka.TopicPartition(tp.topic, tp.partition)) \
+                if subscription is not None and subscription.assignment is not None else None
+            if state is None or not state.has_valid_position:
+                return None
+        return super().verify_event_path(now, tp)
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)

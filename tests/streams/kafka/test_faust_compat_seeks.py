@@ -146,3 +146,29 @@ def test_holding_twice_in_a_row_skips_nothing(broker: LocalBroker) -> None:
     asyncio.run(main())
     assert all(s == set(range(BEFORE + AFTER)) for s in seen.values())
 
+
+def test_the_livelock_check_skips_a_partition_whose_position_is_being_reset(broker: LocalBroker) -> None:
+    """Faust's livelock detector reads aiokafka's position, which asserts one exists: a partition
+    sent back to its beginning (being reset) crashed the consumer, and so the worker."""
+    topic = f"reset-{uuid.uuid4().hex[:8]}"
+    create_topics(broker.url, [topic], PARTITIONS)
+    _produce(broker.url, topic, 0, BEFORE)
+    seen: dict[int, set[int]] = {p: set() for p in range(PARTITIONS)}
+    gate = asyncio.Event()
+
+    async def main() -> None:
+        gate.set()
+        app = _app(broker, topic, seen, gate)
+        await app.start()
+        consumer = app.consumer
+        try:
+            await _until(lambda: all(len(s) == BEFORE for s in seen.values()), 60, "the first records")
+            tp = next(tp for tp in consumer.assignment() if tp.topic == topic)
+            thread_consumer = consumer._thread._consumer
+            thread_consumer._subscription.subscription.assignment.state_value(
+                aiokafka.TopicPartition(tp.topic, tp.partition)).await_reset(1)  # as seek_to_beginning leaves it
+            consumer.verify_event_path(time.monotonic(), tp)  # raised AssertionError before
+        finally:
+            await app.stop()
+
+    asyncio.run(main())
