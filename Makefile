@@ -18,8 +18,12 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/pushstream demo
 
+# The code is checked (ruff, mypy: configured in pyproject.toml) before the suite runs, in two
+# processes: most of its time is waiting on brokers and workers.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py
@@ -50,7 +54,7 @@ test-latest:
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install -q --upgrade pip
 	.venv-latest/bin/python -m pip install -q --upgrade -e '.[dev]'
-	PUSHSTREAM_TEST_LATEST=1 .venv-latest/bin/python -m pytest -q
+	PUSHSTREAM_TEST_LATEST=1 .venv-latest/bin/python -m pytest -q -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) .venv-latest .venv-lock *.egg-info .pytest_cache bench/results

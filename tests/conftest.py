@@ -97,3 +97,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"pushstream tests (cpu count {os.cpu_count()})"
 
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two processes) the tests of the shared `faulty` worker
+    run in one process, so only one of them starts that worker (the others share the broker only)."""
+    for item in items:
+        if "faulty" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("faulty"))
