@@ -175,6 +175,10 @@ TRIGGERS = [
     "contains(userId, X)", "!contains(event, X)", "match(name, X)", 'properties.v = X or type = "page"',
     'properties.v != X and type = "track"', 'type = "page" or (properties.v = X and event = "Order Completed")',
     "traits.v != null and properties.v <= X",
+    # a function as its group's last term (read as written), after a plain condition and another function
+    'type = "page" or (event = "Order Completed" and contains(properties.v, X))',
+    'type = "track" and (event = "Signed Up" or !contains(properties.v, X))',
+    'type = "track" and (properties.v = "a" or match(properties.v, X))',
 ]
 LITERALS = ['"ios"', '"12345"', "12345", "1.50", "1.5", "-7", "0", "true", "false", "null", '"io*"', '"*os"',
             '"1.5"', "+3", "9007199254740993"]

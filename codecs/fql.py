@@ -9,9 +9,10 @@ The accepted language and the truth values match `@segment/destination-subscript
 Where Segment's parser silently reads a trigger differently from what it says (it drops
 unknown identifiers such as `anonymousId`, uppercase `AND`/`OR` and `not`, keeps the quotes
 of single-quoted strings, reads `==` as `=` with the value `"="`, takes the last `and`/`or`
-of a level for the whole level, breaks on nested parentheses and on contains()/match() inside
-parentheses, fails or misreads operators touching their field or value, `or(`, `1e3`) we refuse the trigger with a
-`TriggerError` that points at the column, instead of matching something unexpected.
+of a level for the whole level, breaks on nested parentheses and on a contains()/match() that
+is not the last term of its group, fails or misreads operators touching their field or value,
+`or(`, `1e3`) we refuse the trigger with a `TriggerError` that points at the column, instead of
+matching something unexpected.
 
 `compile_trigger(text)` parses once; the returned `Trigger` is a plain callable on the event
 tree (the decoded JSON object) and does no parsing per event.
@@ -108,16 +109,30 @@ class _Parser:
             self.take("rparen", "`)`")
             return inner
         if depth >= 1 and (tok.kind == "not" or (tok.kind == "ident" and tok.value in ("contains", "match"))):
-            self.fail("contains()/match() inside parentheses: Segment ends the group at the function's `)` "
-                      "and reads the rest as part of the outer level; move it out of the parentheses", tok)
+            # Segment reads a group whose function is its last term as written (checked on its
+            # engine); a function followed by more terms ends the group at the function's `)`.
+            pred = self.function_term(tok)
+            if self.peek().kind != "rparen":
+                self.fail("contains()/match() inside parentheses: Segment ends the group at the function's `)` "
+                          "and reads the rest as part of the outer level; move it out of the parentheses or make it "
+                          "the group's last term", tok)
+            return pred
+        return self.function_term(tok) if tok.kind == "not" or self._is_function(tok) else self.plain_term(tok)
+
+    def _is_function(self, tok: Tok) -> bool:
+        return tok.kind == "ident" and tok.value in ("contains", "match") and self.toks[self.pos + 1].kind == "lparen"
+
+    def function_term(self, tok: Tok) -> Predicate:
+        """`contains(…)`, `match(…)`, or either negated with `!`."""
         if tok.kind == "not":
             self.pos += 1
             fn = self.peek()
             if fn.kind != "ident" or fn.value not in ("contains", "match"):
                 self.fail("`!` must be followed by contains( or match(", tok)
             return self.function(negate=True)
-        if tok.kind == "ident" and tok.value in ("contains", "match") and self.toks[self.pos + 1].kind == "lparen":
-            return self.function(negate=False)
+        return self.function(negate=False)
+
+    def plain_term(self, tok: Tok) -> Predicate:
         if tok.kind == "ident":
             return self.condition()
         self.fail(f"expected a condition, got {_describe(tok)}", tok)

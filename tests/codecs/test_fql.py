@@ -65,3 +65,26 @@ def test_misread_triggers_are_refused_at_the_column(text: str, column: int, reas
 ])
 def test_truth_values(text: str, event: dict, expected: bool) -> None:
     assert compile_trigger(text)(event) is expected
+
+
+LAST_IN_GROUP = 'type = "track" and (name != "Home" or contains(properties.sku, "x"))'
+
+
+@pytest.mark.parametrize(("text", "event", "expected"), [
+    # Segment's engine on each (../shared/oracle, 2026-12-02): a function as its group's last term
+    # is read as written.
+    (LAST_IN_GROUP, {"type": "track", "name": "Home", "properties": {"sku": "axb"}}, True),
+    (LAST_IN_GROUP, {"type": "track", "name": "Home", "properties": {"sku": "abc"}}, False),
+    (LAST_IN_GROUP, {"type": "track", "name": "Shop", "properties": {"sku": "abc"}}, True),
+    (LAST_IN_GROUP, {"type": "page", "name": "Shop", "properties": {"sku": "axb"}}, False),
+    ('(event = "A" and match(properties.p, "/x*")) or type = "page"', {"type": "track", "event": "A",
+                                                                        "properties": {"p": "/xy"}}, True),
+    ('(event = "A" and match(properties.p, "/x*")) or type = "page"', {"type": "track", "event": "A",
+                                                                        "properties": {"p": "/yy"}}, False),
+    ('type = "track" and (event = "A" or !contains(properties.sku, "x"))', {"type": "track", "event": "B",
+                                                                             "properties": {"sku": "axc"}}, False),
+    ('type = "track" and (contains(properties.sku, "x"))', {"type": "track", "properties": {"sku": "axc"}}, True),
+])
+def test_a_function_that_ends_its_group_is_read_as_written(text: str, event: dict[str, object],
+                                                           expected: bool) -> None:
+    assert compile_trigger(text)(event) is expected
