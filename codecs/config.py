@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ import msgspec
 
 from .destinations import REGISTRY, Action, Destination
 from .fields import Validator, compile_validator
+from .filters import FilterConfig, Filters, compile_filters
 from .fql import Trigger, TriggerError, compile_trigger
 from .intake import IntakeConfig, load_intake
 from .mapping import Mapping, MappingError, compile_mapping
@@ -125,6 +126,7 @@ class _DestinationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     max_connections: Count = 10
     retry_window: Seconds | None = None
     max_attempts: Count | None = None
+    filters: list[FilterConfig] = msgspec.field(default_factory=list)
 
 
 class _Top(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -164,6 +166,8 @@ class Instance:
     #: Instance overrides of the pipeline's retry window / attempt cap (None = pipeline default).
     retry_window: float | None = None
     max_attempts: int | None = None
+    #: Destination filters, applied before the mappings (filters.py).
+    filters: Filters = field(default_factory=Filters)
 
     @property
     def request_size(self) -> int:
@@ -328,9 +332,20 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
                            f"{where}.presets[{p.name!r}]", errors)
             if sub:
                 subs.append(sub)
+    subs += _custom_mappings(cfg, dest, {s.name for s in subs}, where, base_dir, errors)
+    filters = compile_filters(cfg.filters, where, errors)
+    if settings is None:
+        return None
+    return Instance(cfg.name, dest, settings, tuple(subs), (*dest.integration_names, cfg.name),
+                    cfg.max_requests_per_second, cfg.max_connections, cfg.retry_window, cfg.max_attempts,
+                    filters)
+
+
+def _custom_mappings(cfg: _DestinationConfig, dest: Destination, seen: set[str], where: str, base_dir: Path,
+                     errors: list[str]) -> list[Subscription]:
+    subs: list[Subscription] = []
     if len(cfg.mappings) > MAX_CUSTOM_MAPPINGS:
         errors.append(f"{where}.mappings: at most {MAX_CUSTOM_MAPPINGS} custom mappings, got {len(cfg.mappings)}")
-    seen = {s.name for s in subs}
     for j, m in enumerate(cfg.mappings):
         mwhere = f"{where}.mappings[{j}] ({m.name})"
         if m.name in seen:
@@ -352,10 +367,7 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
                        mwhere, errors)
         if sub:
             subs.append(sub)
-    if settings is None:
-        return None
-    return Instance(cfg.name, dest, settings, tuple(subs), (*dest.integration_names, cfg.name),
-                    cfg.max_requests_per_second, cfg.max_connections, cfg.retry_window, cfg.max_attempts)
+    return subs
 
 
 def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, source: str = "config", *,

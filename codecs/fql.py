@@ -79,23 +79,7 @@ class _Parser:
             terms.append(self.term(depth))
         if len(terms) == 1:
             return terms[0]
-        preds = tuple(terms)
-        if conj is not None and conj.kind == "or":
-            def any_of(ev: dict[str, Any]) -> bool:
-                for p in preds:
-                    if p(ev):
-                        return True
-                return False
-
-            return any_of
-
-        def all_of(ev: dict[str, Any]) -> bool:
-            for p in preds:
-                if not p(ev):
-                    return False
-            return True
-
-        return all_of
+        return _any_of(tuple(terms)) if conj is not None and conj.kind == "or" else _all_of(tuple(terms))
 
     def term(self, depth: int) -> Predicate:
         tok = self.peek()
@@ -117,10 +101,13 @@ class _Parser:
                           "and reads the rest as part of the outer level; move it out of the parentheses or make it "
                           "the group's last term", tok)
             return pred
-        return self.function_term(tok) if tok.kind == "not" or self._is_function(tok) else self.plain_term(tok)
-
-    def _is_function(self, tok: Tok) -> bool:
-        return tok.kind == "ident" and tok.value in ("contains", "match") and self.toks[self.pos + 1].kind == "lparen"
+        if tok.kind == "not" or (tok.kind == "ident" and tok.value in ("contains", "match")
+                                 and self.toks[self.pos + 1].kind == "lparen"):
+            return self.function_term(tok)
+        if tok.kind == "ident":
+            return self.condition()
+        self.fail(f"expected a condition, got {_describe(tok)}", tok)
+        raise AssertionError  # unreachable
 
     def function_term(self, tok: Tok) -> Predicate:
         """`contains(…)`, `match(…)`, or either negated with `!`."""
@@ -129,14 +116,7 @@ class _Parser:
             fn = self.peek()
             if fn.kind != "ident" or fn.value not in ("contains", "match"):
                 self.fail("`!` must be followed by contains( or match(", tok)
-            return self.function(negate=True)
-        return self.function(negate=False)
-
-    def plain_term(self, tok: Tok) -> Predicate:
-        if tok.kind == "ident":
-            return self.condition()
-        self.fail(f"expected a condition, got {_describe(tok)}", tok)
-        raise AssertionError  # unreachable
+        return self.function(negate=tok.kind == "not")
 
     def field(self) -> tuple[str, tuple[str, ...], Tok]:
         tok = self.take("ident", "a field")
@@ -251,6 +231,26 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
 }
+
+
+def _any_of(preds: tuple[Predicate, ...]) -> Predicate:
+    def any_of(ev: dict[str, Any]) -> bool:  # loops, not any(): a generator costs more than the predicates
+        for p in preds:
+            if p(ev):
+                return True
+        return False
+
+    return any_of
+
+
+def _all_of(preds: tuple[Predicate, ...]) -> Predicate:
+    def all_of(ev: dict[str, Any]) -> bool:
+        for p in preds:
+            if not p(ev):
+                return False
+        return True
+
+    return all_of
 
 
 def _reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:

@@ -17,7 +17,7 @@ from .js import UNDEFINED
 __all__ = ["REMEMBERED", "STATUSES", "TERMINAL", "DeadLetter", "Job", "Outcome", "Status", "decode_jobs", "encode",
            "pack_jobs"]
 
-Status = Literal["delivered", "rejected", "failed", "invalid", "skipped", "duplicate"]
+Status = Literal["delivered", "rejected", "failed", "invalid", "skipped", "filtered", "duplicate"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 #: An (event, action)'s journey ends with one of these; `duplicate` says it ended before.
 TERMINAL = frozenset({"delivered", "rejected", "failed"})

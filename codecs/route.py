@@ -15,6 +15,7 @@ import msgspec
 
 from .config import Config, Instance, Subscription
 from .fields import PayloadInvalid
+from .filters import Dropped
 from .js import truthy
 from .mapping import MappingRuntimeError
 from .records import Job, Outcome
@@ -80,14 +81,22 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
     matched = [s for s in instance.subscriptions if s.trigger.matches(tree)]
     if not matched:
         return
-    allowed = integrations_allow(header.integrations, instance.integration_keys)
+    if not integrations_allow(header.integrations, instance.integration_keys):
+        routed.outcomes += [Outcome(status="skipped", destination=instance.destination.slug,
+                                    error_code="INTEGRATIONS_DISABLED",
+                                    reason="the event's integrations object turns this destination off",
+                                    at=now, **_names(message_id, instance, sub, derived), **coords) for sub in matched]
+        return
+    filtered = instance.filters.apply(tree, message_id)
+    if isinstance(filtered, Dropped):
+        routed.outcomes.append(Outcome(message_id=message_id, status="filtered", instance=instance.name,
+                                       destination=instance.destination.slug, error_code="FILTERED",
+                                       reason=filtered.reason, at=now, message_id_derived=derived, **coords))
+        return
+    if filtered.tree is not tree:  # the mappings read the event as the filters left it
+        tree = filtered.tree
+        matched = [s for s in instance.subscriptions if s.trigger.matches(tree)]
     for sub in matched:
-        if not allowed:
-            routed.outcomes.append(Outcome(status="skipped", destination=instance.destination.slug,
-                                           error_code="INTEGRATIONS_DISABLED",
-                                           reason="the event's integrations object turns this destination off",
-                                           at=now, **_names(message_id, instance, sub, derived), **coords))
-            continue
         try:
             payload = sub.validate(sub.mapping(tree))
         except (MappingRuntimeError, PayloadInvalid) as exc:

@@ -52,6 +52,7 @@ def sandbox(workdir: Path) -> Iterator[SandboxClient]:
 @pytest.fixture(scope="session")
 def stack(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterator[Stack]:
     """The main worker: the two sandbox instances with presets, plus one with a custom mapping."""
+    write_track_mapping(workdir)
     (workdir / "order-mapping.json").write_bytes(msgspec.json.encode(ORDER_MAPPING))
     text = local_config(broker.url, sandbox.url, partitions=4,
                         extra_pipeline="inline_retries = 1\nbackoff_base = 0.2\nbackoff_max = 2.0",

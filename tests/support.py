@@ -38,6 +38,39 @@ action = "trackEvent"
 subscribe = 'type = "track" and event = "Order Completed" and properties.revenue > 100'
 mapping_file = "order-mapping.json"
 enable_batching = false
+
+[[destinations]]
+name = "pushwoosh-filtered"
+type = "pushwoosh"
+presets = false
+settings = { pushwooshAPIKey = "${PUSHWOOSH_API_KEY}", pushwooshAppCode = "APP-FILTERED", baseUrl = "SANDBOX_URL" }
+
+[[destinations.mappings]]
+name = "Filter tests"
+action = "trackEvent"
+subscribe = 'type = "track" and properties.filtertest = true'
+mapping_file = "track-mapping.json"
+enable_batching = true
+
+[[destinations.filters]]
+title = "No debug events"
+if = 'event = "Debug"'
+actions = [{ type = "drop" }]
+
+[[destinations.filters]]
+title = "A third of the samples"
+if = 'event = "Sampled"'
+actions = [{ type = "sample", percent = 0.3 }]
+
+[[destinations.filters]]
+title = "No secrets"
+if = 'type = "track"'
+actions = [{ type = "drop_properties", fields = { properties = ["secret"] } }]
+
+[[destinations.filters]]
+title = "Only the plan of an upgrade"
+if = 'event = "Upgraded"'
+actions = [{ type = "allow_properties", fields = { properties = ["plan", "filtertest"] } }]
 """
 
 
@@ -50,7 +83,7 @@ ORDER_MAPPING = {
 }
 
 
-FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST", "APP-PACED", "APP-OUTAGE")
+FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST", "APP-PACED", "APP-OUTAGE", "APP-FILTERED")
 
 
 POST_EVENTS = "/integration-segment/v1/post-events"

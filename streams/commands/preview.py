@@ -13,7 +13,8 @@ from pushstream.codecs.errors import AuthError, DeliveryError
 from pushstream.codecs.js import js_json_bytes
 from pushstream.codecs.plan import plan_requests
 from pushstream.codecs.records import Job
-from pushstream.codecs.route import route_record
+from pushstream.codecs.route import Routed, route_record
+from pushstream.codecs.spec import decode_event
 from pushstream.streams.delivery.http import DestinationClient
 
 __all__ = ["check_credentials", "preview"]
@@ -35,11 +36,14 @@ def preview(config: Config, lines: list[bytes], out: TextIO) -> None:
             continue
         ids = {o.message_id for o in routed.outcomes} | {j.message_id for _, j in routed.jobs}
         out.write(f"messageId={next(iter(ids), '-')}\n")
+        for name, change in _filter_changes(config, line, routed):
+            out.write(f"  {name}: {change}\n")
         for name, job in routed.jobs:
             out.write(f"  {name} / {job.mapping} ({job.action}): {'batched' if job.batched else 'sent alone'}\n")
             jobs[name].append(job)
         for o in routed.outcomes:
-            out.write(f"  {o.instance} / {o.mapping} ({o.action}): {o.status}: {o.reason}\n")
+            where = f"{o.instance} / {o.mapping} ({o.action})" if o.mapping else f"{o.instance}"
+            out.write(f"  {where}: {o.status}: {o.reason}\n")
         if not routed.jobs and not routed.outcomes:
             out.write("  no mapping fired\n")
     for name, batch in jobs.items():
@@ -52,6 +56,16 @@ def preview(config: Config, lines: list[bytes], out: TextIO) -> None:
             for k, v in headers.items():
                 out.write(f"  {k}: {v}\n")
             out.write(msgspec.json.format(js_json_bytes(plan.request.body), indent=2).decode() + "\n")
+
+
+def _filter_changes(config: Config, line: bytes, routed: Routed) -> list[tuple[str, str]]:
+    """What the destination filters changed in the event, per instance it goes to."""
+    names = {name for name, _ in routed.jobs}
+    if not any(config.instance(n).filters for n in names):
+        return []
+    event = decode_event(line, config.pipeline.max_event_bytes)
+    return [(n, change) for n in sorted(names)
+            for change in getattr(config.instance(n).filters.apply(event.tree, event.message_id), "changes", [])]
 
 
 async def check_credentials(config: Config, name: str) -> tuple[bool, str]:

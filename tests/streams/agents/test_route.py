@@ -6,6 +6,9 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+import httpx
+
+from pushstream.codecs.filters import sampled_in
 from pushstream.streams.local.samples import sample_events
 from tests.support import POST_EVENTS, TRACK_USER, Stack, mine
 
@@ -140,3 +143,47 @@ def test_events_with_an_empty_message_id_are_never_merged(stack: Stack, prefix: 
     assert sorted(e["name"] for e in sent) == ["E0", "E1", "E2"]
     (invalid,) = stack.outcomes.wait(lambda o: o.get("message_id") == f"{prefix}-kept", 1)
     assert invalid["status"] == "invalid" and "userId" in invalid["reason"]
+
+
+def _filter_event(prefix: str, n: int, event: str, **properties: Any) -> dict[str, Any]:
+    return {"type": "track", "messageId": f"{prefix}-{event}-{n:04d}", "userId": f"{prefix}-u{n % 7}", "event": event,
+            "timestamp": "2026-11-23T10:00:00.000Z", "properties": {"filtertest": True, **properties}}
+
+
+def test_destination_filters_drop_sample_and_strip_properties(stack: Stack, prefix: str) -> None:
+    # pushwoosh-filtered (tests/support.py): drop Debug, sample 30% of Sampled, remove `secret` from
+    # every track event, keep only plan (and the trigger's filtertest) of an Upgraded.
+    debug = [_filter_event(prefix, i, "Debug") for i in range(20)]
+    sampled = [_filter_event(prefix, i, "Sampled", i=i) for i in range(1000)]
+    upgraded = [_filter_event(prefix, i, "Upgraded", plan="pro", seats=i, secret="s3") for i in range(30)]
+    other = [_filter_event(prefix, i, "Other", keep=i, secret="s3") for i in range(30)]
+    stack.produce([*debug, *sampled, *upgraded, *other])
+    outcomes = stack.outcomes.wait(mine(prefix, "pushwoosh-filtered"), 1080, timeout=120)
+    assert len(outcomes) == 1080
+    status = {o["message_id"]: o for o in outcomes}
+    assert {status[e["messageId"]]["status"] for e in debug} == {"filtered"}
+    assert {status[e["messageId"]]["reason"] for e in debug} == {"filter 'No debug events' dropped the event"}
+    kept = {e["messageId"] for e in sampled if status[e["messageId"]]["status"] == "delivered"}
+    out = {e["messageId"] for e in sampled if status[e["messageId"]]["status"] == "filtered"}
+    assert len(kept) + len(out) == 1000 and 240 <= len(kept) <= 360
+    assert kept == {e["messageId"] for e in sampled if sampled_in(e["messageId"], 0.3)}
+    assert {status[m]["error_code"] for m in out} == {"FILTERED"}
+    assert all(status[e["messageId"]]["status"] == "delivered" for e in upgraded + other)
+    metrics = httpx.get(f"{stack.worker.ops_url}/metrics", timeout=10).text
+    assert ('pushstream_outcomes_total{action="",error_code="FILTERED",instance="pushwoosh-filtered",'
+            f'status="filtered"}} {20 + len(out)}.0') in metrics
+
+    sent = [e for r in stack.sandbox.requests(POST_EVENTS) if r["headers"].get("X-PW-Appcode") == "APP-FILTERED"
+            for e in r["body"]["events"] if e["user_id"].startswith(prefix)]
+    assert collections.Counter(e["name"] for e in sent) == {"Sampled": len(kept), "Upgraded": 30, "Other": 30}
+    assert sorted(e["attributes"]["i"] for e in sent if e["name"] == "Sampled") == sorted(
+        int(m.rsplit("-", 1)[1]) for m in kept)
+    assert all(e["attributes"] == {"plan": "pro", "filtertest": True} for e in sent if e["name"] == "Upgraded")
+    assert sorted(e["attributes"]["keep"] for e in sent if e["name"] == "Other") == list(range(30))
+    assert not any("secret" in e["attributes"] for e in sent)
+
+    # Replayed, the sample keeps the same events: those it kept come back as duplicates.
+    stack.produce(sampled)
+    again = stack.outcomes.wait(mine(prefix, "pushwoosh-filtered"), 2080, timeout=120)[1080:]
+    assert {o["message_id"] for o in again if o["status"] == "filtered"} == out
+    assert {o["message_id"] for o in again if o["status"] == "duplicate"} == kept

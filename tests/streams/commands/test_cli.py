@@ -74,6 +74,31 @@ def test_preview_shows_odd_json_as_invalid_events_without_a_traceback(tmp_path: 
     assert "event #2: invalid: duplicate key `type`" in out
 
 
+def test_preview_says_which_filter_acted(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG + """
+[[destinations.filters]]
+title = "No debug events"
+if = 'event = "Debug"'
+actions = [{ type = "drop" }]
+
+[[destinations.filters]]
+title = "No secrets"
+if = 'type = "track"'
+actions = [{ type = "drop_properties", fields = { properties = ["secret"] } }]
+""")
+    events = [{"type": "track", "messageId": "d1", "userId": "u1", "event": "Debug", "timestamp": "2024-01-02T03:04:05.000Z"},
+              {"type": "track", "messageId": "s1", "userId": "u1", "event": "Buy", "timestamp": "2024-01-02T03:04:05.000Z",
+               "properties": {"secret": "x", "sku": "a"}}]
+    stdin = b"\n".join(msgspec.json.encode(e) for e in events) + b"\n"
+    code, out, _ = _run(["preview", "--config", str(tmp_path / "c.toml")], ENV, stdin)
+    assert code == 0
+    first, second = out.split("event #1: ")[0], out.split("event #1: ")[1].split("event #2")[0]
+    assert "  pw / Track Events (trackEvent): batched\n" in first
+    assert "  xp: filtered: filter 'No debug events' dropped the event\n" in first
+    assert second.startswith("messageId=s1\n  xp: filter 'No secrets' removed properties: secret\n")
+    assert out.count('"secret"') == 1  # pw has no filters; xp's request lacks it
+
+
 def _run(args: list[str], env: dict[str, str] | None = None, stdin: bytes | None = None,
          timeout: float = 60) -> tuple[int, str, float]:
     started = time.monotonic()
