@@ -11,6 +11,7 @@
    are left out), with the backlog sized from a first run's rate so that the steady part lasts
    at least STEADY seconds; requests sent; worker peak RSS; then p50/p99 produce->outcome
    latency at a fixed offered rate of half the measured maximum.
+   The same with `ordering = "per_user"` (no failures: what its rounds cost when nothing waits).
 3. Kafka floor: a Faust app with the same settings that writes one small record per event
    (measured the same way).
 4. scale-out: end to end with two workers in one group, REPEAT times (min-median-max printed:
@@ -293,9 +294,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: list[bytes], workers: int,
-              latency_seconds: float, window: float, sandbox: Proc | None = None) -> dict[str, Any]:
+              latency_seconds: float, window: float, sandbox: Proc | None = None,
+              ordering: str = "unordered") -> dict[str, Any]:
     text = pushwoosh_only(broker.url, sandbox_url, prefix=name, app_id=name, input_topic=f"{name}-in",
                           partitions=8, batch_window=window)
+    text = text.replace('type = "pushwoosh"\n', f'type = "pushwoosh"\nordering = "{ordering}"\n', 1)
     path = workdir / f"{name}.toml"
     path.write_text(text)
     config = load_config(text, local_env())
@@ -421,6 +424,10 @@ def main() -> None:
             broker, url, workdir, name, lines, 1, lat_s, window=0.2, sandbox=sandbox), n_e2e)
         results["end_to_end"]["ratio_vs_floor"] = round(
             results["end_to_end"]["events_per_s"] / results["floor"]["events_per_s"], 2)
+        results["per_user"] = steady("e2eu", lambda name, lines: run_stack(
+            broker, url, workdir, name, lines, 1, 0, window=0.2, sandbox=sandbox, ordering="per_user"), n_e2e)
+        results["per_user"]["ratio_vs_unordered"] = round(
+            results["per_user"]["events_per_s"] / results["end_to_end"]["events_per_s"], 2)
         two_n = sized(1.6 * results["end_to_end"]["events_per_s"], args.quick)
         runs = [run_stack(broker, url, workdir, f"e2e2-{i}", corpus(two_n, seed=3), 2, 0, window=0.2,
                           sandbox=sandbox) for i in range(1 if args.quick else REPEAT)]
@@ -466,6 +473,8 @@ def table(r: dict[str, Any]) -> str:
              f"{r['end_to_end']['ratio_vs_floor']}x floor, rss {r['end_to_end']['peak_rss_mb']} MB"),
             ("latency at half load", f"p50 {r['end_to_end'].get('latency_p50_ms')} ms",
              f"p99 {r['end_to_end'].get('latency_p99_ms')} ms at {r['end_to_end'].get('offered_rate')} ev/s"),
+            ("per-user order, 1 worker", f"{r['per_user']['events_per_s']:,} ev/s",
+             f"{r['per_user']['ratio_vs_unordered']}x unordered (no failures: the cost of rounds)"),
             ("end to end, 2 workers", f"{r['two_workers']['events_per_s']:,} ev/s",
              f"{r['two_workers']['ratio_vs_one']}x one worker (runs {r['two_workers']['ratios_vs_one']}; at one "
              f"worker's cost per event {r['machine']['cpus']} cores allow ~{r['two_workers']['cores_allow']}x)"),

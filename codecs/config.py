@@ -15,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -127,6 +127,7 @@ class _DestinationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     retry_window: Seconds | None = None
     max_attempts: Count | None = None
     filters: list[FilterConfig] = msgspec.field(default_factory=list)
+    ordering: Literal["unordered", "per_user"] = "unordered"
 
 
 class _Top(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -168,6 +169,8 @@ class Instance:
     max_attempts: int | None = None
     #: Destination filters, applied before the mappings (filters.py).
     filters: Filters = field(default_factory=Filters)
+    #: "per_user": while a job of a user waits for a retry, its later jobs wait behind it (order.py).
+    ordering: str = "unordered"
 
     @property
     def request_size(self) -> int:
@@ -338,7 +341,7 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
         return None
     return Instance(cfg.name, dest, settings, tuple(subs), (*dest.integration_names, cfg.name),
                     cfg.max_requests_per_second, cfg.max_connections, cfg.retry_window, cfg.max_attempts,
-                    filters)
+                    filters, cfg.ordering)
 
 
 def _custom_mappings(cfg: _DestinationConfig, dest: Destination, seen: set[str], where: str, base_dir: Path,

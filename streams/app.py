@@ -21,6 +21,7 @@ import faust
 
 from pushstream.codecs.config import Config
 from pushstream.streams.agents import DeliverAgent, Pipeline, RetryAgent, RouteAgent, Topics
+from pushstream.streams.agents.ordering import Ordering
 from pushstream.streams.delivery.deliverer import Deliverer
 from pushstream.streams.kafka.admin import ensure_topics
 from pushstream.streams.kafka.dedup import Dedup
@@ -69,11 +70,16 @@ def create_app(config: Config) -> PushstreamApp:
 
     job_topics = {*topics.jobs.values(), *topics.retry.values()}
 
+    orderings = {i.name: Ordering(config, i, topics.retry[i.name]) for i in config.instances
+                 if i.ordering == "per_user"}
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's handler type refuses coroutine functions
     async def read_outcomes_again(sender: Any, assigned: set[faust.types.TP], *args: Any, signal: Any,
                                   **kwargs: Any) -> None:
         if dedup.gained({tp for tp in assigned if tp.topic in job_topics}):
             asyncio.ensure_future(pipeline.warm_up())  # the agents' next deliveries wait for it
+        for name, ordering in orderings.items():  # who waits is read from the retry topic (ordering.py)
+            ordering.assigned({tp.partition for tp in assigned if tp.topic == topics.retry[name]})
 
     @app.timer(interval=5.0)
     async def watch_partitions() -> None:
@@ -88,10 +94,10 @@ def create_app(config: Config) -> PushstreamApp:
     app.agent(inputs, name=route.name, concurrency=1)(route.faust_fun())
     for name, deliverer in deliverers.items():
         # A jobs record is a pack: its queue holds one take, not the app's default 8,192 records.
-        deliver = DeliverAgent(pipeline, deliverer)
+        deliver = DeliverAgent(pipeline, deliverer, orderings.get(name))
         app.agent(topic(topics.jobs[name], maxsize=config.pipeline.deliver_batch), name=deliver.name,
                   concurrency=1)(deliver.faust_fun())
-        retry = RetryAgent(pipeline, deliverer)
+        retry = RetryAgent(pipeline, deliverer, orderings.get(name))
         app.agent(topic(topics.retry[name]), name=retry.name, concurrency=1)(retry.faust_fun())
     return app
 

@@ -16,7 +16,7 @@ def test_bench_quick_run_writes_every_section(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    for section in ("transform", "floor", "end_to_end", "two_workers", "intake"):
+    for section in ("transform", "floor", "end_to_end", "per_user", "two_workers", "intake"):
         assert data[section]["events_per_s"] > 0, section
     assert data["end_to_end"]["latency_p99_ms"] >= data["end_to_end"]["latency_p50_ms"] > 0
     assert data["requests_sent"] > 0

@@ -11,7 +11,9 @@ Acks:   a record once the outcomes and retries of all of its jobs are written. D
 One delivery is in flight at a time (dedup and per-user order see them in sequence), in steps
 of up to `deliver_batch` jobs sent as requests of up to each mapping's batch size. When a
 delivery starts is `Pending`'s rule (steps.py): a full request waiting, the batch window over,
-or `deliver_batch` jobs waiting. Records are read while a delivery is out.
+or `deliver_batch` jobs waiting. Records are read while a delivery is out. With per-user order
+(ordering.py) a step goes out in rounds, a user's jobs in order, and a user's jobs that must
+wait behind its retried one are written to the retry topic unsent.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 import faust
 
 from pushstream.codecs.records import Job
+from pushstream.codecs.settle import Writes
+from pushstream.streams.agents.ordering import Ordering, Pairs
 from pushstream.streams.agents.pipeline import TAKE_WITHIN, InstanceAgent, Pipeline, or_exit, record_jobs
 from pushstream.streams.delivery.deliverer import Deliverer
 from pushstream.streams.delivery.steps import Pending, delivery_steps
@@ -37,8 +41,9 @@ class DeliverAgent(InstanceAgent):
 
     kind = "deliver"
 
-    def __init__(self, pipeline: Pipeline, deliverer: Deliverer) -> None:
+    def __init__(self, pipeline: Pipeline, deliverer: Deliverer, ordering: Ordering | None = None) -> None:
         super().__init__(pipeline, deliverer)
+        self.ordering = ordering
         self.steps = pipeline.config.pipeline.deliver_batch
         self.pending = self._new_pending()
         self.in_flight: asyncio.Future[None] | None = None  # the delivery out now
@@ -96,13 +101,32 @@ class DeliverAgent(InstanceAgent):
             # and ack each record once all of its jobs are written.
             acked = 0
             for pairs, done in delivery_steps(jobs, self.steps):
-                entries = await self.pipeline.handle_jobs(self.deliverer, pairs) if pairs else []
+                entries = await self._deliver(pairs)
                 for event in events[acked:done]:
                     await stream.ack(event)
                 acked = done
                 if self.entries_written is not None:
                     await self.entries_written  # one at a time: a slow broker holds the next step
                 self.entries_written = asyncio.ensure_future(self._write_entries(entries)) if entries else None
+
+    async def _deliver(self, pairs: Pairs) -> list[Record]:
+        """One step's jobs delivered and written; per-user order sends them in rounds (ordering.py)."""
+        if self.ordering is None:
+            return await self.pipeline.handle_jobs(self.deliverer, pairs) if pairs else []
+        ordering = self.ordering
+        await ordering.ready()
+        now, behind = ordering.split_fresh(pairs)
+        entries: list[Record] = []
+        for sent in ordering.rounds(now):
+            def settle(writes: Writes, sent: Pairs = sent, behind: Pairs = behind) -> None:
+                ordering.settle(writes, sent, behind, ordering.from_queues, from_retry=False)
+
+            entries += await self.pipeline.handle_jobs(self.deliverer, sent, settle)
+            behind = []
+        if behind:  # every job of the step waits behind a job of its user
+            await self.pipeline.handle_jobs(self.deliverer, [], lambda w: ordering.settle(
+                w, [], behind, ordering.from_queues, from_retry=False))
+        return entries
 
     async def _write_entries(self, entries: list[Record]) -> None:
         async with or_exit(self.name):

@@ -79,15 +79,19 @@ class Pipeline:
         """Read recent outcomes into dedup (once per process; later calls wait for the first)."""
         await self.dedup.warm_up(self.config.kafka.broker, self.topics.outcomes, self.config.pipeline.dedup_lookback)
 
-    async def handle_jobs(self, deliverer: Deliverer, pairs: list[tuple[Job, int]]) -> list[Record]:
+    async def handle_jobs(self, deliverer: Deliverer, pairs: list[tuple[Job, int]],
+                          before_write: Callable[[Writes], None] | None = None) -> list[Record]:
         """Deliver fresh jobs, report duplicates, write what happened; returns the dedup entries
         of the terminal outcomes, for the caller to write now that their outcomes are safe (an
         entry without its outcome would turn a redelivered job into a `duplicate` that never
-        had a terminal outcome). They are in the table already."""
+        had a terminal outcome). They are in the table already. `before_write` may add to what
+        is written (per-user order's jobs behind a retried one)."""
         await self.warm_up()
         fresh, partitions, duplicates = self.dedup.split(pairs, time.time())
         writes = await deliverer.deliver(fresh)
         writes.outcomes.extend(duplicates)
+        if before_write is not None:
+            before_write(writes)
         await self.write_delivery(deliverer.instance, writes)
         return self.dedup.remember(writes.outcomes, partitions, time.time())
 

@@ -7,7 +7,9 @@ Writes: due jobs through `Pipeline.handle_jobs` (outcomes, further retries, dead
         partition until its head is due"), so a job costs one retry record per attempt, never
         one per few seconds of waiting. While the instance's circuit is open the whole take is
         held the same way (see circuit.py). Records behind a held take wait for it (at most
-        `backoff_max`, or the outage).
+        `backoff_max`, or the outage). With per-user order (ordering.py) a user's jobs go in the
+        order of its events, one round at a time; a job that an earlier one of its user (retried
+        again, or elsewhere on the topic) precedes is written back behind it, unsent.
 Acks:   a take once all of its jobs are written (Faust's `take_events` acks it when the loop asks
         for the next one; the body never raises, see `or_exit`).
 """
@@ -17,14 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 import faust
 import msgspec
 
 from pushstream.codecs.records import Job
-from pushstream.streams.agents.pipeline import InstanceAgent, or_exit, record_jobs
+from pushstream.codecs.settle import Writes
+from pushstream.streams.agents.ordering import Ordering, Pairs
+from pushstream.streams.agents.pipeline import InstanceAgent, Pipeline, or_exit, record_jobs
+from pushstream.streams.delivery.deliverer import Deliverer
 from pushstream.streams.kafka.faust_app import PushstreamApp
 from pushstream.streams.kafka.faust_compat import resume_where_read
 
@@ -36,26 +41,34 @@ class RetryAgent(InstanceAgent):
 
     kind = "retry"
 
+    def __init__(self, pipeline: Pipeline, deliverer: Deliverer, ordering: Ordering | None = None) -> None:
+        super().__init__(pipeline, deliverer)
+        self.ordering = ordering
+
     def _window_end(self, job: Job) -> float:
         return (job.first_attempt_at or job.received_at) + self.deliverer.policy.window
 
-    async def _hold_while_open(self, stream: faust.Stream[bytes], batch: list[tuple[Job, int]]) -> None:
+    async def _hold_while_open(self, stream: faust.Stream[bytes], batch: Pairs) -> None:
         """While the instance's circuit is open, hold this take, unwritten, with its partitions paused,
-        until the circuit closes or a job's retry window ends (that job then fails). Without a
-        credential check the probe is a real request: the take's first job, alone."""
+        until the circuit closes; a job whose retry window ends meanwhile is settled then (it
+        fails). Without a credential check the probe is a real request: the take's first job
+        (with per-user order, the head of its user), alone."""
         circuit = self.deliverer.circuit
         if not circuit.open:
             return
         async with self._paused(stream, f"circuit open: {circuit.reason}"):
             while circuit.open and batch:
-                until = min(self._window_end(j) for j, _ in batch)
-                if time.time() >= until:
-                    return
+                now = time.time()
+                expired = [pair for pair in batch if self._window_end(pair[0]) <= now]
+                if expired:
+                    batch[:] = [pair for pair in batch if self._window_end(pair[0]) > now]
+                    await self._handle([(msgspec.structs.replace(j, due_at=None), p) for j, p in expired], batch)
+                    continue
                 if circuit.probe_by_request():
                     probe, partition = batch.pop(0)
-                    probe = msgspec.structs.replace(probe, due_at=None)
-                    await self._handle([(probe, partition)])
+                    await self._handle([(msgspec.structs.replace(probe, due_at=None), partition)], batch)
                     continue
+                until = min(self._window_end(j) for j, _ in batch)
                 await circuit.wait_closed(timeout=max(0.25, min(circuit.probe_at, until) - time.time()))
 
     async def run(self, stream: faust.Stream[bytes]) -> None:
@@ -63,22 +76,52 @@ class RetryAgent(InstanceAgent):
         async for events in stream.take_events(take, within=0.5):
             async with or_exit(self.name):
                 batch = [pair for pairs in record_jobs(events) for pair in pairs]
+                if self.ordering is not None:
+                    await self._admit(batch)
                 while batch:
                     await self._hold_while_open(stream, batch)  # an outage or a refused key: held, not rewritten
                     if not batch:
                         break
                     now = time.time()
-                    earliest = min(j.due_at or 0.0 for j, _ in batch)
+                    earliest = self.ordering.heads_due(batch) if self.ordering else min(j.due_at or 0.0
+                                                                                         for j, _ in batch)
                     if earliest > now:
                         await self._hold_until(stream, earliest)
                         continue
-                    ready = [(msgspec.structs.replace(j, due_at=None), p) for j, p in batch if (j.due_at or 0.0) <= now]
-                    batch = [(j, p) for j, p in batch if (j.due_at or 0.0) > now]
-                    await self._handle(ready)
+                    if self.ordering is not None:
+                        ready = self.ordering.due_round(batch, now)
+                    else:
+                        ready = [pair for pair in batch if (pair[0].due_at or 0.0) <= now]
+                        batch[:] = [pair for pair in batch if (pair[0].due_at or 0.0) > now]
+                    await self._handle([(msgspec.structs.replace(j, due_at=None), p) for j, p in ready], batch)
 
-    async def _handle(self, pairs: list[tuple[Job, int]]) -> None:
-        """Deliver and record jobs, then their dedup entries (nothing else waits on this agent's step)."""
-        await self.pipeline.writer.write(await self.pipeline.handle_jobs(self.deliverer, pairs))
+    async def _admit(self, batch: Pairs) -> None:
+        """Per-user order: each user's jobs in the order of its events; those an earlier record of
+        their user elsewhere on the topic precedes go behind again, unsent."""
+        assert self.ordering is not None
+        ordering = self.ordering
+        await ordering.ready()
+        batch[:], again = ordering.admit(batch)
+        if again:
+            await self.pipeline.handle_jobs(self.deliverer, [], lambda w: ordering.settle(
+                w, [], again, lambda _: [], from_retry=True))
+
+    async def _handle(self, pairs: Pairs, batch: Pairs) -> None:
+        """Deliver and record jobs, then their dedup entries (nothing else waits on this agent's step).
+        Per-user order: the jobs left in `batch` of a user whose job is retried go behind it."""
+        settle: Callable[[Writes], None] | None = None
+        if self.ordering is not None:
+            ordering = self.ordering
+
+            def followers(users: set[tuple[int, str]]) -> Pairs:
+                taken = [pair for pair in batch if (pair[1], pair[0].key) in users]
+                batch[:] = [pair for pair in batch if (pair[1], pair[0].key) not in users]
+                return taken
+
+            def settle(writes: Writes) -> None:
+                ordering.settle(writes, pairs, [], followers, from_retry=True)
+
+        await self.pipeline.writer.write(await self.pipeline.handle_jobs(self.deliverer, pairs, settle))
 
     async def _hold_until(self, stream: faust.Stream[bytes], due: float) -> None:
         """Wait for `due` with this instance's retry partitions paused (or until its circuit opens)."""

@@ -181,6 +181,43 @@ def read_since(broker_url: str, topic: str, since_ms: int, timeout: float = 60.0
         consumer.close()
 
 
+def read_uncommitted(broker_url: str, group_id: str, topic: str, partitions: list[int],
+                     timeout: float = 60.0) -> list[tuple[int, bytes]]:
+    """The (partition, value) of each record of `partitions` past `group_id`'s committed offset (what
+    its consumer has still to read), up to the end the fetch responses give (partition EOF; see
+    `read_since`). A partition without a committed offset is read from its start."""
+    if not partitions:
+        return []
+    committed_by = make_reader(broker_url, group_id)
+    try:
+        committed = committed_by.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    finally:
+        committed_by.close()
+    consumer = _reader(broker_url, eof=True)
+    records: list[tuple[int, bytes]] = []
+    try:
+        consumer.assign([TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                         for tp in committed])
+        open_partitions = set(partitions)
+        deadline = time.monotonic() + timeout
+        while open_partitions and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            error, partition, value = msg.error(), msg.partition(), msg.value()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    open_partitions.discard(partition)
+            elif partition is not None and value is not None:
+                records.append((partition, value))
+        if open_partitions:
+            raise TimeoutError(f"{topic}: partitions {sorted(open_partitions)} not read to their end "
+                               f"in {timeout:.0f} s")
+    finally:
+        consumer.close()
+    return records
+
+
 def changelog_ends(broker_url: str, topic: str, partitions: list[int]) -> dict[int, int]:
     """Each partition's end offset (the next offset to be written); 0 for a missing topic."""
     consumer = _reader(broker_url)

@@ -79,12 +79,12 @@ def test_a_full_request_goes_at_once_and_a_partial_one_waits_the_batch_window(
 
 def test_user_deletion_reaches_every_instance(stack: Stack, prefix: str) -> None:
     stack.produce([{"type": "delete", "messageId": f"{prefix}-del", "userId": f"{prefix}-gone"}])
-    outcomes = stack.outcomes.wait(mine(prefix), 3)
+    outcomes = stack.outcomes.wait(mine(prefix), 4)
     assert sorted((o["instance"], o["action"], o["status"]) for o in outcomes) == [
-        ("pushwoosh-custom", "deleteUser", "delivered"), ("pushwoosh-sandbox", "deleteUser", "delivered"),
-        ("xtremepush-sandbox", "deleteUser", "delivered")]
+        ("pushwoosh-custom", "deleteUser", "delivered"), ("pushwoosh-filtered", "deleteUser", "delivered"),
+        ("pushwoosh-sandbox", "deleteUser", "delivered"), ("xtremepush-sandbox", "deleteUser", "delivered")]
     bodies = [r["body"] for r in stack.sandbox.requests() if r["path"].endswith(("/delete-user", "/delete"))]
-    assert bodies.count({"external_id": f"{prefix}-gone"}) == 2 and {"userId": f"{prefix}-gone"} in bodies
+    assert bodies.count({"external_id": f"{prefix}-gone"}) == 3 and {"userId": f"{prefix}-gone"} in bodies
 
 
 def test_a_slow_instance_does_not_slow_another(faulty: Stack, prefix: str) -> None:
