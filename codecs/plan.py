@@ -14,7 +14,7 @@ from .destinations import HttpRequest
 from .records import Job
 from .route import DELETE_ACTION
 
-__all__ = ["PlannedRequest", "plan_requests"]
+__all__ = ["PlannedRequest", "plan_requests", "request_url", "shown_headers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +51,14 @@ def plan_requests(instance: Instance, jobs: Sequence[Job]) -> tuple[list[Planned
             request = sub.action.build([j.payload for j in chunk], settings, True)
             plans.append(PlannedRequest(request, chunk, True))
     return plans, orphans
+
+
+def shown_headers(instance: Instance) -> dict[str, str]:
+    """The headers every request of `instance` carries, with credentials masked (for people to read)."""
+    headers = {**instance.destination.auth_headers(instance.settings), "content-type": "application/json"}
+    return {k: (v.split(" ", 1)[0] + " ********" if k.lower() == "authorization" else v) for k, v in headers.items()}
+
+
+def request_url(instance: Instance, request: HttpRequest) -> str:
+    """The absolute URL `request` goes to, joined as the HTTP client joins base URL and path."""
+    return instance.destination.base_url(instance.settings).rstrip("/") + "/" + request.path.lstrip("/")

@@ -35,6 +35,20 @@ from pushstream.streams.ops.server import OpsServer
 __all__ = ["create_app"]
 
 
+def _on_assigned(app: PushstreamApp, topics: Topics, pipeline: Pipeline, orderings: dict[str, Ordering]) -> None:
+    """After each rebalance: re-read outcomes for gained job partitions (dedup), and rebuild who
+    waits on gained retry partitions (per-user order, from the retry topic)."""
+    job_topics = {*topics.jobs.values(), *topics.retry.values()}
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's handler type refuses coroutine functions
+    async def read_outcomes_again(sender: Any, assigned: set[faust.types.TP], *args: Any, signal: Any,
+                                  **kwargs: Any) -> None:
+        if pipeline.dedup.gained({tp for tp in assigned if tp.topic in job_topics}):
+            asyncio.ensure_future(pipeline.warm_up())  # the agents' next deliveries wait for it
+        for name, ordering in orderings.items():
+            ordering.assigned({tp.partition for tp in assigned if tp.topic == topics.retry[name]})
+
+
 def create_app(config: Config) -> PushstreamApp:
     """The worker's app for `config` (loaded and checked by the caller)."""
     k = config.kafka
@@ -68,18 +82,9 @@ def create_app(config: Config) -> PushstreamApp:
         """Start reading recent outcomes at once, not when the first batch is waiting for them."""
         await pipeline.warm_up()
 
-    job_topics = {*topics.jobs.values(), *topics.retry.values()}
-
     orderings = {i.name: Ordering(config, i, topics.retry[i.name]) for i in config.instances
                  if i.ordering == "per_user"}
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's handler type refuses coroutine functions
-    async def read_outcomes_again(sender: Any, assigned: set[faust.types.TP], *args: Any, signal: Any,
-                                  **kwargs: Any) -> None:
-        if dedup.gained({tp for tp in assigned if tp.topic in job_topics}):
-            asyncio.ensure_future(pipeline.warm_up())  # the agents' next deliveries wait for it
-        for name, ordering in orderings.items():  # who waits is read from the retry topic (ordering.py)
-            ordering.assigned({tp.partition for tp in assigned if tp.topic == topics.retry[name]})
+    _on_assigned(app, topics, pipeline, orderings)
 
     @app.timer(interval=5.0)
     async def watch_partitions() -> None:

@@ -26,6 +26,7 @@ from pushstream.streams.kafka.admin import BrokerUnreachable, check_broker, ensu
 __all__ = ["main"]
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_BROKER, EXIT_INPUT = 1, 2, 3, 4
+BUILTIN = "<built-in>"
 
 
 class UserError(Exception):
@@ -159,13 +160,36 @@ def cmd_preview(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    from pushstream.streams.commands.preview import check_credentials
+    from pushstream.codecs.tester import builtin_events
+    from pushstream.streams.commands.preview import check_credentials, send_test
 
     config = _config(args)
     _instance(config, args.instance)
-    ok, text = asyncio.run(check_credentials(config, args.instance))
-    print(f"{args.instance}: {text}")
+    if args.send_test is None:
+        ok, text = asyncio.run(check_credentials(config, args.instance))
+        print(f"{args.instance}: {text}")
+        sys.exit(0 if ok else EXIT_FAILED)
+    if args.send_test == BUILTIN:
+        events = [msgspec.json.encode(e) for e in builtin_events()]
+    else:
+        events = [_one_event(args.send_test)]
+    ok = asyncio.run(send_test(config, args.instance, events, sys.stdout))
     sys.exit(0 if ok else EXIT_FAILED)
+
+
+def _one_event(path: str) -> bytes:
+    """The bytes of a file holding one JSON object (on one line or pretty-printed)."""
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}", EXIT_INPUT) from None
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise UserError(f"{path}: not one JSON event: {exc}", EXIT_INPUT) from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: a test event is a JSON object, not {type(value).__name__}", EXIT_INPUT)
+    return data
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -245,8 +269,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("preview", cmd_preview, "show the HTTP requests events would cause (no Kafka)")
     p.add_argument("file", nargs="?", default="-")
-    p = add("check", cmd_check, "check an instance's credentials")
+    p = add("check", cmd_check, "check an instance's credentials, or send it a test event")
     p.add_argument("instance")
+    p.add_argument("--send-test", nargs="?", const=BUILTIN, metavar="FILE",
+                   help="send one real test event (built in, or FILE's) and print requests and raw responses")
     p = add("replay", cmd_replay, "send failed (or, after a fix, rejected) jobs again, past dedup")
     for opt in ("--instance", "--action", "--error"):
         p.add_argument(opt)

@@ -1,27 +1,27 @@
-"""`pushstream preview` and `check`: what events would cause, and whether credentials are accepted (no Kafka)."""
+"""`pushstream preview` and `check`: what events would cause, whether credentials are accepted, and a
+real test event with the raw answer (Segment's Event Tester); no Kafka."""
 
 from __future__ import annotations
 
 import collections
+import logging
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
 
 from pushstream.codecs.config import Config
 from pushstream.codecs.errors import AuthError, DeliveryError
-from pushstream.codecs.js import js_json_bytes
 from pushstream.codecs.plan import plan_requests
 from pushstream.codecs.records import Job
 from pushstream.codecs.route import Routed, route_record
 from pushstream.codecs.spec import decode_event
+from pushstream.codecs.tester import plan_test, show_request
 from pushstream.streams.delivery.http import DestinationClient
 
-__all__ = ["check_credentials", "preview"]
+__all__ = ["check_credentials", "preview", "send_test"]
 
-
-def _mask(headers: dict[str, str]) -> dict[str, str]:
-    return {k: (v.split(" ", 1)[0] + " ********" if k.lower() == "authorization" else v) for k, v in headers.items()}
+log = logging.getLogger(__name__)
 
 
 def preview(config: Config, lines: list[bytes], out: TextIO) -> None:
@@ -48,14 +48,17 @@ def preview(config: Config, lines: list[bytes], out: TextIO) -> None:
             out.write("  no mapping fired\n")
     for name, batch in jobs.items():
         inst = config.instance(name)
-        headers = _mask({**inst.destination.auth_headers(inst.settings), "content-type": "application/json"})
         plans, _ = plan_requests(inst, batch)
         for plan in plans:
-            url = inst.destination.base_url(inst.settings) + plan.request.path
-            out.write(f"\n{name}: {plan.request.method} {url}  ({len(plan.jobs)} event(s))\n")
-            for k, v in headers.items():
-                out.write(f"  {k}: {v}\n")
-            out.write(msgspec.json.format(js_json_bytes(plan.request.body), indent=2).decode() + "\n")
+            out.write(f"\n{name}: ")
+            _write_request(show_request(inst, plan), out)
+
+
+def _write_request(shown: dict[str, Any], out: TextIO) -> None:
+    out.write(f"{shown['method']} {shown['url']}  ({shown['events']} event(s))\n")
+    for k, v in shown["headers"].items():
+        out.write(f"  {k}: {v}\n")
+    out.write(msgspec.json.format(msgspec.json.encode(shown["body"]), indent=2).decode() + "\n")
 
 
 def _filter_changes(config: Config, line: bytes, routed: Routed) -> list[tuple[str, str]]:
@@ -72,7 +75,9 @@ async def check_credentials(config: Config, name: str) -> tuple[bool, str]:
     """Call the instance's credential check (Pushwoosh ping); returns (accepted, explanation)."""
     inst = config.instance(name)
     if inst.destination.ping is None:
-        return False, f"{inst.destination.title} has no credential check endpoint; send a test event instead"
+        return False, (f"{inst.destination.title} cannot be checked without sending data: its API has no request "
+                       f"that only checks the key (Segment's definition has no authentication test either); "
+                       f"`pushstream check {name} --send-test` sends one test event")
     client = DestinationClient(inst, config.pipeline.request_timeout)
     try:
         response = await client.send(inst.destination.ping(inst.settings))
@@ -85,3 +90,47 @@ async def check_credentials(config: Config, name: str) -> tuple[bool, str]:
         await client.aclose()
 
 
+
+RESPONSE_LIMIT = 4000
+
+
+async def send_test(config: Config, name: str, events: list[bytes], out: TextIO) -> bool:
+    """Send the first of `events` that makes a request for instance `name`, printing each request
+    (credentials masked) and the destination's raw answer; True when every answer is a 2xx."""
+    inst = config.instance(name)
+    run = None
+    for raw in events:
+        run = plan_test(config, inst, raw)
+        if run.invalid is not None:
+            out.write(f"{name}: the test event is invalid: {run.invalid}\n")
+            return False
+        if run.plans:
+            break
+    assert run is not None
+    out.write(f"{name}: test event messageId={run.message_id}\n")
+    for o in run.outcomes:
+        out.write(f"  {o.mapping or name}: {o.status}: {o.reason}\n")
+    if not run.plans:
+        out.write(f"{name}: no request to send: no mapping of this instance took the event\n")
+        return False
+    log.info("sending test event %s to %s: %d request(s)", run.message_id, name, len(run.plans))
+    client = DestinationClient(inst, config.pipeline.request_timeout)
+    ok = True
+    try:
+        for plan in run.plans:
+            shown = show_request(inst, plan)
+            out.write(f"\n-> {', '.join(shown['mappings'])}\n")
+            _write_request(shown, out)
+            try:
+                response = await client.exchange(plan.request)
+            except DeliveryError as exc:
+                out.write(f"<- no answer: {exc.reason}\n")
+                ok = False
+                continue
+            ok = ok and 200 <= response.status < 300
+            text = response.text if len(response.text) <= RESPONSE_LIMIT else (
+                response.text[:RESPONSE_LIMIT] + f"... ({len(response.text)} characters)")
+            out.write(f"<- {response.status}\n{text}\n")
+    finally:
+        await client.aclose()
+    return ok

@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from pushstream.streams.local.broker import LocalBroker, free_port, wait_for_port
+from tests.support import SandboxClient
 
 CONFIG = """
 [[destinations]]
@@ -97,6 +98,63 @@ actions = [{ type = "drop_properties", fields = { properties = ["secret"] } }]
     assert "  xp: filtered: filter 'No debug events' dropped the event\n" in first
     assert second.startswith("messageId=s1\n  xp: filter 'No secrets' removed properties: secret\n")
     assert out.count('"secret"') == 1  # pw has no filters; xp's request lacks it
+
+
+def _sandbox_config(url: str, xp_key: str = "sandbox-xtremepush-key") -> str:
+    return f"""
+[[destinations]]
+name = "pw"
+type = "pushwoosh"
+settings = {{ pushwooshAPIKey = "sandbox-pushwoosh-key", pushwooshAppCode = "SANDBOX-APP", baseUrl = "{url}" }}
+
+[[destinations]]
+name = "xp"
+type = "xtremepush"
+settings = {{ url = "{url}/", apiKey = "{xp_key}" }}
+"""
+
+
+def test_check_send_test_sends_one_event_and_prints_requests_and_raw_answers(
+        tmp_path: Path, sandbox: SandboxClient) -> None:
+    """The Event Tester on the CLI, against the sandbox: the built-in event for both destinations,
+    a file's event, a refused key (the raw 401 printed, exit 1), and the plain check for each."""
+    config = tmp_path / "c.toml"
+    config.write_text(_sandbox_config(sandbox.url))
+    before = len(sandbox.requests())
+    code, out, _ = _run(["check", "pw", "--send-test", "--config", str(config)])
+    assert code == 0, out
+    message_id = out.split("messageId=")[1].split()[0]
+    assert message_id.startswith("pushstream-test-") and "sandbox-pushwoosh-key" not in out
+    assert f"-> Track Events (trackEvent)\nPOST {sandbox.url}/integration-segment/v1/post-events  (1 event(s))\n" \
+           "  Authorization: Token ********\n  X-PW-Appcode: SANDBOX-APP\n" in out
+    assert '<- 200\n{"status":"ok"}\n' in out
+    code, out, _ = _run(["check", "xp", "--send-test", "--config", str(config)])
+    assert code == 0, out
+    assert f"-> Send Analytics Events (track)\nPOST {sandbox.url}/api/integration/segment/handle  (1 event(s))\n" \
+           "  Authorization: Basic ********\n" in out and '<- 200\n{"status":"ok"}\n' in out
+    event = tmp_path / "identify.json"
+    event.write_text('{\n  "type": "identify", "messageId": "file-1", "userId": "u-file",\n'
+                     '  "traits": {"email": "a@b.co"}, "timestamp": "2024-01-02T03:04:05.000Z"\n}\n')
+    code, out, _ = _run(["check", "xp", "--send-test", str(event), "--config", str(config)])
+    assert code == 0 and "messageId=file-1\n" in out and "-> Send User Profile Data (identify)" in out, out
+    sent = sandbox.requests()[before:]
+    assert [(r["path"].rsplit("/", 1)[1], r["status"]) for r in sent] == [
+        ("post-events", 200), ("handle", 200), ("handle", 200)]
+    assert sent[0]["body"]["events"][0]["name"] == "Pushstream Test Event"
+    assert sent[2]["body"] == {"type": "identify", "userId": "u-file", "email": "a@b.co",
+                               "traits": {"email": "a@b.co"}, "timestamp": "2024-01-02T03:04:05.000Z",
+                               "messageId": "file-1"}
+
+    config.write_text(_sandbox_config(sandbox.url, xp_key="wrong-key"))
+    code, out, _ = _run(["check", "xp", "--send-test", "--config", str(config)])
+    assert code == 1 and '<- 401\n{"status":"error","message":"invalid credentials"}\n' in out, out
+    assert "wrong-key" not in out
+    code, out, _ = _run(["check", "xp", "--config", str(config)])
+    assert code == 1 and out.startswith("xp: Xtremepush (Actions) cannot be checked without sending data"), out
+    code, out, _ = _run(["check", "pw", "--config", str(config)])
+    assert (code, out) == (0, "pw: credentials accepted (200)\n")
+    code, out, _ = _run(["check", "pw", "--send-test", str(tmp_path / "none.json"), "--config", str(config)])
+    assert code == 4 and out.startswith("pushstream: cannot read ") and "Traceback" not in out
 
 
 def _run(args: list[str], env: dict[str, str] | None = None, stdin: bytes | None = None,

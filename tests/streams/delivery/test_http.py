@@ -119,7 +119,7 @@ def test_credential_check_command_accepts_and_refuses() -> None:
         ok, text = await check_credentials(_config(url, key="wrong"), "pw")
         assert not ok and text.startswith("credentials rejected: credentials are not accepted: 401")
         ok, text = await check_credentials(_config(url), "xp")
-        assert not ok and "no credential check endpoint" in text
+        assert not ok and "cannot be checked without sending data" in text
 
     run_served(Sandbox, body)
 
