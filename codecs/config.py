@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .console import ConsoleConfig, load_console
 from .destinations import REGISTRY, Action, Destination
 from .fields import Validator, compile_validator
 from .filters import FilterConfig, Filters, compile_filters
@@ -135,6 +136,7 @@ class _Top(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pipeline: dict[str, Any] = msgspec.field(default_factory=dict)
     ops: dict[str, Any] = msgspec.field(default_factory=dict)
     intake: dict[str, Any] | None = None
+    console: dict[str, Any] | None = None
     destinations: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
@@ -191,6 +193,7 @@ class Config:
     instances: tuple[Instance, ...]
     ops: OpsConfig = OpsConfig()
     intake: IntakeConfig | None = None  # `pushstream intake`'s [intake] section, when there is one
+    console: ConsoleConfig = ConsoleConfig()  # `pushstream console`'s [console] section
 
     def instance(self, name: str) -> Instance:
         for i in self.instances:
@@ -374,10 +377,10 @@ def _custom_mappings(cfg: _DestinationConfig, dest: Destination, seen: set[str],
 
 
 def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, source: str = "config", *,
-                intake: bool = False) -> Config:
+                intake: bool = False, console: bool = False) -> Config:
     """Parse, check and compile a TOML config; raises `ConfigError` listing every mistake. The
     [intake] section's write keys must be set only with `intake` (for `pushstream intake`): a
-    worker sharing the file needs no intake secrets."""
+    worker sharing the file needs no intake secrets; the same for [console]'s token and `console`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -390,6 +393,7 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
     pipeline = _convert(top.pipeline, PipelineConfig, "pipeline", errors)
     ops = _convert(top.ops, OpsConfig, "ops", errors)
     intake_config = load_intake(top.intake, env, errors, secrets=intake) if top.intake is not None else None
+    console_config = load_console(top.console, env, errors, console) if top.console is not None else ConsoleConfig()
     if not top.destinations:
         errors.append("destinations: name at least one destination instance ([[destinations]])")
     instances = [_instance(d, i, env, base_dir or Path("."), errors) for i, d in enumerate(top.destinations)]
@@ -400,14 +404,15 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
         errors.append("kafka.input_topics: name at least one topic")
     if errors:
         raise ConfigError(errors, source)
-    return Config(kafka, pipeline, tuple(i for i in instances if i), ops, intake_config)
+    return Config(kafka, pipeline, tuple(i for i in instances if i), ops, intake_config,
+                  console_config or ConsoleConfig())
 
 
-def load_config_file(path: str | Path, env: dict[str, str], *, intake: bool = False) -> Config:
+def load_config_file(path: str | Path, env: dict[str, str], *, intake: bool = False, console: bool = False) -> Config:
     """Read and load a config file; mapping files are resolved relative to it."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError([f"cannot read {p}: {exc.strerror}"], str(p)) from None
-    return load_config(text, env, p.parent, str(p), intake=intake)
+    return load_config(text, env, p.parent, str(p), intake=intake, console=console)

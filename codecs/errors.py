@@ -18,19 +18,22 @@ __all__ = ["AuthError", "DeliveryError", "PermanentError", "RetryableError"]
 class DeliveryError(Exception):
     """The request was not accepted. `code` is a stable name for outcomes (e.g. TOO_MANY_REQUESTS)."""
 
-    def __init__(self, reason: str, *, status: int | None = None, code: str = "DELIVERY_ERROR") -> None:
+    def __init__(self, reason: str, *, status: int | None = None, code: str = "DELIVERY_ERROR",
+                 body: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.code = code
+        #: The destination's answer (cut), for the console's samples; "" when none came.
+        self.body = body
 
 
 class RetryableError(DeliveryError):
     """Worth another attempt; `retry_after` (seconds) is the server's hint, when it gave one."""
 
     def __init__(self, reason: str, *, status: int | None = None, code: str = "RETRYABLE_ERROR",
-                 retry_after: float | None = None) -> None:
-        super().__init__(reason, status=status, code=code)
+                 retry_after: float | None = None, body: str = "") -> None:
+        super().__init__(reason, status=status, code=code, body=body)
         self.retry_after = retry_after
 
 

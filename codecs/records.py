@@ -14,8 +14,8 @@ import msgspec
 
 from .js import UNDEFINED
 
-__all__ = ["REMEMBERED", "STATUSES", "TERMINAL", "DeadLetter", "Job", "Outcome", "Status", "decode_jobs", "encode",
-           "pack_jobs"]
+__all__ = ["REMEMBERED", "STATUSES", "TERMINAL", "DeadLetter", "Job", "Outcome", "Sample", "Status", "decode_jobs",
+           "decode_sample", "encode", "pack_jobs"]
 
 Status = Literal["delivered", "rejected", "failed", "invalid", "skipped", "filtered", "duplicate"]
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -90,6 +90,24 @@ class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     failed_at: float
 
 
+class Sample(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One request that failed, as the console shows it: the event, the request as sent
+    (credentials masked) and the destination's answer. Kept a few per (instance, error code)
+    per minute (codecs/console.py's Sampler), never one per event."""
+
+    instance: str
+    error_code: str
+    http_status: int | None = None
+    reason: str = ""
+    at: float
+    message_id: str
+    event: msgspec.Raw = msgspec.Raw(b"null")
+    #: method, url, headers (masked), body
+    request: dict[str, Any]
+    #: status (None when no answer came), body (truncated)
+    response: dict[str, Any]
+
+
 def _undefined_as_null(value: Any) -> Any:
     """A payload's array may hold `undefined` (a mapping item that resolved to nothing); JSON
     writes it as null, as JSON.stringify does."""
@@ -103,6 +121,7 @@ encode = _encoder.encode
 _decode_job_record = msgspec.json.Decoder(list[Job] | Job).decode
 decode_outcome = msgspec.json.Decoder(Outcome).decode
 decode_dead_letter = msgspec.json.Decoder(DeadLetter).decode
+decode_sample = msgspec.json.Decoder(Sample).decode
 
 #: A pack holds at most this many jobs and bytes (a job embeds its event: up to ~70 KB). 20
 #: jobs bring a record's reading cost to ~2 us a job; more would only grow what a deliver

@@ -23,7 +23,7 @@ import msgspec
 
 from .config import Instance, PipelineConfig
 from .errors import DeliveryError, PermanentError, RetryableError
-from .records import DeadLetter, Job, Outcome, Status
+from .records import DeadLetter, Job, Outcome, Sample, Status
 
 __all__ = ["Parking", "RetryPolicy", "Settle", "Writes", "backoff"]
 
@@ -35,11 +35,14 @@ class Writes:
     outcomes: list[Outcome] = field(default_factory=list)
     retries: list[Job] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Failed requests kept for the console (bounded by the instance's Sampler).
+    samples: list[Sample] = field(default_factory=list)
 
     def add(self, other: Writes) -> Writes:
         self.outcomes += other.outcomes
         self.retries += other.retries
         self.dead_letters += other.dead_letters
+        self.samples += other.samples
         return self
 
 

@@ -40,12 +40,14 @@ class Topics:
 
     outcomes: str
     deadletter: str
+    samples: str
     jobs: dict[str, str]  # by instance name
     retry: dict[str, str]  # by instance name
 
     @classmethod
     def of(cls, config: Config) -> Topics:
         return cls(outcomes=config.topic("outcomes"), deadletter=config.topic("deadletter"),
+                   samples=config.topic("samples"),
                    jobs={i.name: config.topic("jobs", i.name) for i in config.instances},
                    retry={i.name: config.topic("retry", i.name) for i in config.instances})
 
@@ -68,6 +70,7 @@ class Pipeline:
         records = [self.outcome_record(o) for o in w.outcomes]
         records += [job_record(self.topics.retry[instance.name], j) for j in w.retries]
         records += [Record(self.topics.deadletter, d.job.message_id.encode(), encode(d)) for d in w.dead_letters]
+        records += [Record(self.topics.samples, s.instance.encode(), encode(s)) for s in w.samples]
         await self.writer.write(records)
         self.metrics.outcomes(w.outcomes)
         if w.retries:

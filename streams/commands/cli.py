@@ -1,4 +1,5 @@
-"""The `pushstream` command: worker, intake, produce, outcomes, status, preview, check, replay, sandbox, broker, demo.
+"""The `pushstream` command: worker, intake, console, produce, outcomes, status, preview, check, replay, sandbox,
+broker, demo.
 
 A user error ends a command with one line on stderr and a documented exit code, never a
 traceback: 2 a bad config or usage, 3 Kafka unreachable, 4 an input file that cannot be read
@@ -37,10 +38,10 @@ class UserError(Exception):
         self.code = code
 
 
-def _config(args: argparse.Namespace, broker: bool = False, intake: bool = False) -> Config:
+def _config(args: argparse.Namespace, broker: bool = False, intake: bool = False, console: bool = False) -> Config:
     """The config (environment overrides applied); with `broker`, also check Kafka answers."""
     try:
-        config = environ.load(args.config, intake=intake)
+        config = environ.load(args.config, intake=intake, console=console)
     except ConfigError as exc:
         raise UserError(str(exc), EXIT_CONFIG) from None
     if broker:
@@ -94,6 +95,17 @@ def cmd_intake(args: argparse.Namespace) -> None:
                          loghandlers=[logs.handler(args.log_format, everything=level == "DEBUG")],
                          logging_config={"version": 1, "disable_existing_loggers": False, "root": {"level": level}})
     worker.execute_from_commandline()
+
+
+def cmd_console(args: argparse.Namespace) -> None:
+    """Serve the delivery console, read from the outcome and samples topics."""
+    from pushstream.streams.console.run import ConsoleRefused, serve
+
+    config = _config(args, broker=True, console=True)
+    try:
+        serve(config, args.loglevel.upper())
+    except ConsoleRefused as exc:
+        raise UserError(str(exc), EXIT_CONFIG) from None
 
 
 def cmd_produce(args: argparse.Namespace) -> None:
@@ -265,6 +277,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=float, metavar="SECONDS", help="only outcomes of the last SECONDS")
     p.add_argument("--idle", type=float, default=3.0, help="stop after this many seconds without a record")
     p.add_argument("--max-wait", type=float, default=None, help="stop after this many seconds in any case")
+    add("console", cmd_console, "serve the delivery console (overview, errors with samples, event tester)") \
+        .add_argument("--loglevel", default="info")
     p = add("status", cmd_status, "per instance: lag, recent outcomes, last error, paused")
     p.add_argument("--json", action="store_true")
     p = add("preview", cmd_preview, "show the HTTP requests events would cause (no Kafka)")

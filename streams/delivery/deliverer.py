@@ -19,12 +19,15 @@ from typing import Any
 
 import httpx
 import mode
+import msgspec
 
 from pushstream.codecs.config import Config, Instance
+from pushstream.codecs.console import Sampler
 from pushstream.codecs.errors import AuthError, DeliveryError, PermanentError, RetryableError
 from pushstream.codecs.plan import PlannedRequest, plan_requests
-from pushstream.codecs.records import Job
+from pushstream.codecs.records import Job, Sample
 from pushstream.codecs.settle import RetryPolicy, Settle, Writes, backoff
+from pushstream.codecs.tester import show_request
 from pushstream.streams.delivery.circuit import Circuit
 from pushstream.streams.delivery.http import DestinationClient, Response
 from pushstream.streams.delivery.pacing import RateLimiter
@@ -49,8 +52,10 @@ class Deliverer(mode.Service):
         self.policy = RetryPolicy.of(config.pipeline, instance)
         self.settle = Settle(instance.destination.slug, self.policy)
         self.limiter = RateLimiter(instance.max_requests_per_second)
-        ping = instance.destination.ping
-        self.circuit = Circuit(instance.name, (lambda: self.client.send(ping(instance.settings))) if ping else None)
+        self.sampler = Sampler(config.console.samples_per_minute)
+        self.circuit = Circuit(instance.name, self._ping if instance.destination.ping else None)
+        #: Samples of failed credential checks, written with the next delivery's records.
+        self._ping_samples: list[Sample] = []
         self._transport = transport
         self._client: DestinationClient | None = None
         self._concurrency = asyncio.Semaphore(instance.max_connections)
@@ -73,10 +78,22 @@ class Deliverer(mode.Service):
         """The circuit's credential check at start and its pings while open (destinations with a ping)."""
         await self.circuit.run(self.sleep, lambda: self.should_stop)
 
+    async def _ping(self) -> Response:
+        ping = self.instance.destination.ping
+        assert ping is not None
+        request = ping(self.instance.settings)
+        try:
+            return await self.client.send(request)
+        except DeliveryError as exc:
+            if self.sampler.take(self.instance.name, exc.code, time.time()):
+                self._ping_samples.append(sample_of(self.instance, PlannedRequest(request, (), False), exc))
+            raise
+
     async def deliver(self, jobs: list[Job]) -> Writes:
         """Deliver a batch of jobs; returns the outcomes, retries and dead letters to write. Never raises."""
         now = time.time()
         writes = Writes()
+        writes.samples, self._ping_samples = self._ping_samples, []
         try:
             plans, orphans = plan_requests(self.instance, jobs)
         except Exception as exc:  # a request builder bug must not lose the batch
@@ -108,17 +125,20 @@ class Deliverer(mode.Service):
         """One planned request, to the end: delivered, rejected, retried, failed, parked or split."""
         first = time.time()
         error, response, attempts = await self._attempts(plan)
+        if isinstance(error, PermanentError) and not isinstance(error, AuthError) and len(plan.jobs) > 1:
+            return await self._bisect(plan)  # the halves take the samples: they name the refused event
+        samples = [sample_of(self.instance, plan, error)] if error is not None and self.sampler.take(
+            self.instance.name, error.code, time.time()) else []
         if isinstance(error, AuthError):  # the instance's key, not the events: they wait
             self.circuit.refused_credentials(error.reason, error.code, error.status)
-            return self.settle.park(plan.jobs, self.circuit.parking(), time.time())
-        if isinstance(error, PermanentError) and len(plan.jobs) > 1:
-            return await self._bisect(plan)
+            return Writes(samples=samples).add(self.settle.park(plan.jobs, self.circuit.parking(), time.time()))
         last = time.time()
         if error is not None and not self.circuit.open:  # an open circuit said it once, loudly
             log.warning("instance=%s request failed: events=%d attempts=%d code=%s status=%s elapsed_ms=%.1f",
                         self.instance.name, len(plan.jobs), attempts, error.code, error.status, (last - first) * 1000)
-        return self.settle.result(plan.jobs, error, response.status if response else None, attempts, first, last,
-                                  batch_id=uuid.uuid4().hex[:12] if plan.batched else None)
+        return Writes(samples=samples).add(self.settle.result(
+            plan.jobs, error, response.status if response else None, attempts, first, last,
+            batch_id=uuid.uuid4().hex[:12] if plan.batched else None))
 
     async def _attempts(self, plan: PlannedRequest) -> tuple[DeliveryError | None, Response | None, int]:
         """Send `plan` with up to `inline_retries` quick retries; (last error or None, response,
@@ -169,3 +189,15 @@ class Deliverer(mode.Service):
 
     def _count(self, plan: PlannedRequest, status: str, sent: float) -> None:
         self.metrics.request(self.instance.name, plan.request.path, status, time.monotonic() - sent, len(plan.jobs))
+
+
+def sample_of(instance: Instance, plan: PlannedRequest, error: DeliveryError) -> Sample:
+    """The console's view of a failed request: its first event, the request as sent (masked)
+    and what the destination answered."""
+    shown = show_request(instance, plan)
+    job = plan.jobs[0] if plan.jobs else None
+    return Sample(instance=instance.name, error_code=error.code, http_status=error.status,
+                  reason=error.reason, at=time.time(), message_id=job.message_id if job else "(credential check)",
+                  event=job.event if job else msgspec.Raw(b"null"),
+                  request={k: shown[k] for k in ("method", "url", "headers", "body")},
+                  response={"status": error.status, "body": error.body})

@@ -23,6 +23,8 @@ __all__ = ["DestinationClient", "Response", "classify", "parse_retry_after"]
 
 USER_AGENT = "pushstream (Segment Actions compatible)"
 REASON_LIMIT = 300
+#: How much of an error answer's body a sample keeps.
+BODY_LIMIT = 2000
 
 
 _CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 408: "REQUEST_TIMEOUT",
@@ -63,12 +65,14 @@ def classify(status: int, text: str | Callable[[], str], headers: Mapping[str, s
         text = text()
     code = _CODES.get(status, f"HTTP_{status}")
     reason = f"{status} {text.strip()[:REASON_LIMIT]}".strip() if text.strip() else f"{status} {code}"
+    body = text[:BODY_LIMIT]
     if status in _RETRYABLE_4XX or (500 <= status < 600 and status != 501):
         return RetryableError(reason, status=status, code=code,
-                              retry_after=parse_retry_after(headers.get("retry-after")))
+                              retry_after=parse_retry_after(headers.get("retry-after")), body=body)
     if status in (401, 403):
-        return AuthError(f"credentials are not accepted: {reason}", status=status, code="INVALID_AUTHENTICATION")
-    return PermanentError(reason, status=status, code=code)
+        return AuthError(f"credentials are not accepted: {reason}", status=status, code="INVALID_AUTHENTICATION",
+                         body=body)
+    return PermanentError(reason, status=status, code=code, body=body)
 
 
 class _NoCookies(http.cookiejar.CookieJar):

@@ -74,7 +74,7 @@ def bootstrap(broker_url: str) -> str:
 
 def pipeline_topics(config: Config) -> list[str]:
     """Every topic the worker reads or writes."""
-    names = list(config.kafka.input_topics) + [config.topic("outcomes"), config.topic("deadletter")]
+    names = list(config.kafka.input_topics) + [config.topic(t) for t in ("outcomes", "deadletter", "samples")]
     for inst in config.instances:
         names += [config.topic("jobs", inst.name), config.topic("retry", inst.name)]
     return names

@@ -15,7 +15,7 @@ import httpx
 
 from pushstream.streams.local.broker import free_port, wait_for_port
 
-__all__ = ["Proc", "local_config", "start_intake", "start_sandbox", "start_worker"]
+__all__ = ["Proc", "local_config", "start_intake", "start_sandbox", "start_server", "start_worker"]
 
 SANDBOX_PW_KEY = "sandbox-pushwoosh-key"
 SANDBOX_PW_APP = "SANDBOX-APP"
@@ -135,20 +135,27 @@ def start_worker(workdir: Path, config_path: Path, env: dict[str, str] | None = 
 
 def start_intake(workdir: Path, config_path: Path, env: dict[str, str], port: int, timeout: float = 60.0) -> Proc:
     """Start `pushstream intake` (its config listens on `port`) and wait until /healthz answers."""
-    log = workdir / f"intake-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams", "intake", "--config", str(config_path)],
+    return start_server("intake", workdir, config_path, env, port, timeout)
+
+
+def start_server(command: str, workdir: Path, config_path: Path, env: dict[str, str], port: int,
+                 timeout: float = 60.0) -> Proc:
+    """Start `pushstream COMMAND` (intake, console: its config listens on `port`) and wait until
+    its /healthz answers."""
+    log = workdir / f"{command}-{port}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "pushstream.streams", command, "--config", str(config_path)],
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, cwd=workdir, start_new_session=True)
-    intake = Proc(proc, log, f"http://127.0.0.1:{port}")
+    server = Proc(proc, log, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"intake exited with {proc.returncode}:\n{intake.output()[-4000:]}")
+            raise RuntimeError(f"{command} exited with {proc.returncode}:\n{server.output()[-4000:]}")
         try:
-            if httpx.get(f"{intake.ops_url}/healthz", timeout=1).status_code == 200:
-                return intake
+            if httpx.get(f"{server.ops_url}/healthz", timeout=1).status_code == 200:
+                return server
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    intake.stop()
-    raise TimeoutError(f"intake not up after {timeout}s:\n{intake.output()[-4000:]}")
+    server.stop()
+    raise TimeoutError(f"{command} not up after {timeout}s:\n{server.output()[-4000:]}")

@@ -1,0 +1,1 @@
+"""`pushstream console`: the delivery console (store, outcome reader, web app and page)."""
