@@ -47,7 +47,8 @@ from pushstream.streams.local.broker import start_broker
 from pushstream.streams.local.stack import Proc, local_config, local_env, start_sandbox, start_worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from intake import run_intake  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from console import run_console  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from intake import run_intake  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle"
@@ -445,6 +446,8 @@ def main() -> None:
         results["two_workers"]["cores_allow"] = round(min(2.0, (os.cpu_count() or 1) / busy), 2) if busy else None
         results["requests_sent"] = len(httpx.get(f"{url}/_sandbox/requests", timeout=30).json())
         results["intake"] = run_intake(broker, local_config(broker.url, url), workdir, 2_000 if args.quick else 20_000)
+        results["console"] = run_console(local_config(broker.url, url, prefix=f"bench-console-{os.getpid()}"),
+                                         args.quick)
     finally:
         sandbox.stop()
         broker.stop()
@@ -489,7 +492,15 @@ def table(r: dict[str, Any]) -> str:
              f"{r['intake']['bare_producer_events_per_s']:,}), "
              f"{r['intake']['clients']} clients x {r['intake']['batch']}"),
             ("intake at half load", f"p50 {r['intake']['latency_p50_ms']} ms",
-             f"p99 {r['intake']['latency_p99_ms']} ms at {r['intake']['half_load_events_per_s']:,} ev/s")]
+             f"p99 {r['intake']['latency_p99_ms']} ms at {r['intake']['half_load_events_per_s']:,} ev/s"),
+            ("console, reading", f"{r['console']['ingest']['outcomes_per_s']:,} out/s",
+             f"{r['console']['ingest']['outcomes']:,} outcomes from the topic into its store"),
+            ("console, answering", f"{r['console']['answer']['overview_ms']} ms",
+             f"/api/overview over {r['console']['answer']['outcomes']:,} outcomes in 2 weeks; whole page "
+             f"{r['console']['answer']['page_view_ms']} ms"),
+            ("worker's samples", f"{r['console']['samples']['take_ns']} ns",
+             f"per failed request; a sample {r['console']['samples']['sample_us']} us, at most "
+             f"{r['console']['samples']['per_minute']} per instance and error per minute")]
     return "\n".join(f"{a:24} {b:>16}   {c}" for a, b, c in rows)
 
 

@@ -16,10 +16,12 @@ def test_bench_quick_run_writes_every_section(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    for section in ("transform", "floor", "end_to_end", "per_user", "two_workers", "intake"):
+    for section in ("transform", "floor", "end_to_end", "per_user", "two_workers", "intake", "console"):
         assert data[section]["events_per_s"] > 0, section
     assert data["end_to_end"]["latency_p99_ms"] >= data["end_to_end"]["latency_p50_ms"] > 0
     assert data["requests_sent"] > 0
     assert set(data["two_workers"]["cores_busy"]) == {"workers", "broker", "sandbox", "bench"}
     assert "end to end, 1 worker" in result.stdout and "intake, /v1/batch" in result.stdout
     assert data["intake"]["bare_producer_events_per_s"] > 0 and data["intake"]["latency_p99_ms"] > 0
+    assert data["console"]["ingest"]["read"] == data["console"]["ingest"]["outcomes"]
+    assert data["console"]["answer"]["outcomes"] > 0 and "console, answering" in result.stdout

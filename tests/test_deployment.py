@@ -74,7 +74,11 @@ def test_docker_compose_accepts_the_file_and_wires_health_metrics_and_the_sandbo
                                  "XTREMEPUSH_API_KEY": "x", "KAFKA_REPLICATION_FACTOR": "3"})
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert set(services) == {"kafka", "worker", "intake", "prometheus", "sandbox", "worker-sandbox"}
+    assert set(services) == {"kafka", "worker", "intake", "console", "prometheus", "sandbox", "worker-sandbox"}
+    console = services["console"]
+    assert console["entrypoint"] == ["pushstream", "console"] and "/healthz" in " ".join(console["healthcheck"]["test"])
+    assert console["environment"]["PUSHSTREAM_CONSOLE_LISTEN"] == "0.0.0.0:8089"
+    assert "PUSHSTREAM_CONSOLE_TOKEN" in console["environment"] and console["environment"]["PUSHSTREAM_STATE_DIR"] == "/data"
     assert services["intake"]["environment"]["PUSHSTREAM_INTAKE_LISTEN"] == "0.0.0.0:8088"
     assert "/readyz" in " ".join(services["intake"]["healthcheck"]["test"])
     for name in ("worker", "worker-sandbox"):

@@ -27,6 +27,7 @@ table{border-collapse:collapse;margin:4px 0}td,th{padding:3px 9px;border-bottom:
 td:first-child,th:first-child,td.l,th.l{text-align:left}.ok{color:#137333}.bad{color:#b3261e}.muted{color:#6b7280}
 .num{font-variant-numeric:tabular-nums}pre{background:#f2f3f6;padding:8px;overflow:auto;max-height:320px;font-size:12px}
 textarea{width:100%;height:140px;font:12px monospace}.row{display:flex;gap:14px;flex-wrap:wrap}
+table.funnel td{vertical-align:top;padding-right:18px}table.funnel ul{margin:2px 0;padding-left:16px}
 """
 
 _SCRIPT = """
@@ -160,7 +161,7 @@ def render_live(view: dict[str, Any]) -> str:
                     f'{_statuses_row(inst["statuses"], columns)}<td class="num">{_rate(inst["statuses"])}</td>'
                     + "".join(f'<td class="num">{"-" if lat[p] is None else f"{lat[p]:,.0f}"}</td>'
                               for p in ("p50", "p95", "p99")) + "</tr>")
-        for act in inst["actions"]:
+        for act in inst["actions"] if inst["name"] else []:  # the input's invalid records have no action
             rows.append(f'<tr class="muted"><td>&nbsp;&nbsp;{_e(act["mapping"] or "-")} ({_e(act["action"] or "-")})'
                         f'</td>{_statuses_row(act["statuses"], columns)}<td>{_rate(act["statuses"])}</td>'
                         f'<td></td><td></td><td></td></tr>')

@@ -28,6 +28,13 @@ CREATE TABLE IF NOT EXISTS latency (minute INTEGER, instance TEXT, bucket INTEGE
 CREATE TABLE IF NOT EXISTS reasons (minute INTEGER, instance TEXT, status TEXT, error_code TEXT, reason TEXT,
     n INTEGER, first_at REAL, last_at REAL,
     PRIMARY KEY (minute, instance, status, error_code, reason)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts_h (hour INTEGER, instance TEXT, destination TEXT, action TEXT, mapping TEXT,
+    status TEXT, n INTEGER, PRIMARY KEY (hour, instance, destination, action, mapping, status)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latency_h (hour INTEGER, instance TEXT, bucket INTEGER, n INTEGER,
+    PRIMARY KEY (hour, instance, bucket)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reasons_h (hour INTEGER, instance TEXT, status TEXT, error_code TEXT, reason TEXT,
+    n INTEGER, first_at REAL, last_at REAL,
+    PRIMARY KEY (hour, instance, status, error_code, reason)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY, instance TEXT, error_code TEXT, at REAL, body BLOB);
 CREATE INDEX IF NOT EXISTS samples_by_error ON samples (instance, error_code, at);
 CREATE TABLE IF NOT EXISTS tests (id INTEGER PRIMARY KEY, at REAL, instance TEXT, message_id TEXT, body BLOB);
@@ -36,6 +43,22 @@ CREATE TABLE IF NOT EXISTS offsets (topic TEXT, partition INTEGER, next INTEGER,
 """
 #: Samples kept per (instance, error code); older ones are dropped as new ones come.
 SAMPLES_KEPT = 20
+_ADD_COUNT = "ON CONFLICT DO UPDATE SET n = n + excluded.n"
+_ADD_REASON = ("ON CONFLICT DO UPDATE SET n = n + excluded.n, first_at = min(first_at, excluded.first_at), "
+               "last_at = max(last_at, excluded.last_at)")
+
+
+def _hourly(rows: dict[tuple[Any, ...], Any], merge: Any) -> dict[tuple[Any, ...], Any]:
+    """Per-minute keys (minute first) rolled up per hour."""
+    out: dict[tuple[Any, ...], Any] = {}
+    for key, value in rows.items():
+        hk = (key[0] // 60, *key[1:])
+        out[hk] = merge(out[hk], value) if hk in out else value
+    return out
+
+
+def _merge_reason(a: list[float], b: list[float]) -> list[float]:
+    return [a[0] + b[0], min(a[1], b[1]), max(a[2], b[2])]
 
 
 class Store:
@@ -58,15 +81,16 @@ class Store:
         db = self.db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT INTO counts VALUES (?, ?, ?, ?, ?, ?, ?) "
-                           "ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                           [(*k, n) for k, n in tally.counts.items()])
-            db.executemany("INSERT INTO latency VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                           [(*k, n) for k, n in tally.latency.items()])
-            db.executemany("INSERT INTO reasons VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                           "n = n + excluded.n, first_at = min(first_at, excluded.first_at), "
-                           "last_at = max(last_at, excluded.last_at)",
-                           [(*k, int(v[0]), v[1], v[2]) for k, v in tally.reasons.items()])
+            for suffix, counts, latency, reasons in (
+                    ("", tally.counts, tally.latency, tally.reasons),
+                    ("_h", _hourly(tally.counts, int.__add__), _hourly(tally.latency, int.__add__),
+                     _hourly(tally.reasons, _merge_reason))):
+                db.executemany(f"INSERT INTO counts{suffix} VALUES (?, ?, ?, ?, ?, ?, ?) {_ADD_COUNT}",
+                               [(*k, n) for k, n in counts.items()])
+                db.executemany(f"INSERT INTO latency{suffix} VALUES (?, ?, ?, ?) {_ADD_COUNT}",
+                               [(*k, n) for k, n in latency.items()])
+                db.executemany(f"INSERT INTO reasons{suffix} VALUES (?, ?, ?, ?, ?, ?, ?, ?) {_ADD_REASON}",
+                               [(*k, int(v[0]), v[1], v[2]) for k, v in reasons.items()])
             touched = set()
             for s in samples:
                 db.execute("INSERT INTO samples (instance, error_code, at, body) VALUES (?, ?, ?, ?)",
@@ -94,12 +118,30 @@ class Store:
 
     # Reading ---------------------------------------------------------------------------------
 
+    def _span(self, table: str, cols: str, since: int, now: float, where: str = "",
+              params: tuple[Any, ...] = ()) -> tuple[str, tuple[Any, ...]]:
+        """A subquery of `table`'s rows (with a `minute` column) from minute `since` on: whole
+        hours from the hourly table, the ragged ends from the per-minute one; so a 2-week window
+        reads at most ~340 rows per key."""
+        extra = f" AND {where}" if where else ""
+        h0, h1 = -(-since // 60), int(now // 60) // 60
+        if h0 >= h1:
+            return f"SELECT minute, {cols} FROM {table} WHERE minute >= ?{extra}", (since, *params)
+        return (f"SELECT minute, {cols} FROM {table} WHERE (minute < ? OR minute >= ?) AND minute >= ?{extra} "
+                f"UNION ALL SELECT hour * 60, {cols} FROM {table}_h WHERE hour >= ? AND hour < ?{extra}",
+                (h0 * 60, h1 * 60, since, *params, h0, h1, *params))
+
+    @staticmethod
+    def _since(window: int, now: float) -> int:
+        return int(now // 60) - (window + 59) // 60 + 1
+
     def overview(self, window: int, now: float) -> dict[str, Any]:
         """`/api/overview`: per instance, counts per status, latency percentiles, per action/mapping."""
-        since = int(now // 60) - (window + 59) // 60 + 1
+        since = self._since(window, now)
         instances: dict[str, dict[str, Any]] = {}
-        rows = self.db.execute("SELECT instance, destination, action, mapping, status, sum(n) FROM counts "
-                               "WHERE minute >= ? GROUP BY 1, 2, 3, 4, 5", (since,))
+        span, params = self._span("counts", "instance, destination, action, mapping, status, n", since, now)
+        rows = self.db.execute(f"SELECT instance, destination, action, mapping, status, sum(n) FROM ({span}) "
+                               "GROUP BY 1, 2, 3, 4, 5", params)
         for instance, destination, action, mapping, status, n in rows:
             entry = instances.setdefault(instance, {"name": instance, "destination": "", "statuses": {},
                                                     "actions": {}})
@@ -109,8 +151,9 @@ class Store:
                                                                   "statuses": {}})
             per["statuses"][status] = per["statuses"].get(status, 0) + n
         hists: dict[str, dict[int, int]] = {}
-        for instance, bucket, n in self.db.execute("SELECT instance, bucket, sum(n) FROM latency WHERE minute >= ? "
-                                                   "GROUP BY 1, 2", (since,)):
+        span, params = self._span("latency", "instance, bucket, n", since, now)
+        for instance, bucket, n in self.db.execute(f"SELECT instance, bucket, sum(n) FROM ({span}) GROUP BY 1, 2",
+                                                   params):
             hists.setdefault(instance, {})[bucket] = n
         out = []
         for name in sorted(instances):
@@ -123,12 +166,12 @@ class Store:
 
     def reasons(self, instance: str, window: int, now: float, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
         """Per (status, error code, reason) of `instance` in the window: count, first and last time."""
-        since = int(now // 60) - (window + 59) // 60 + 1
         marks = ", ".join("?" * len(statuses))
-        rows = self.db.execute(
-            f"SELECT status, error_code, reason, sum(n), min(first_at), max(last_at) FROM reasons "
-            f"WHERE minute >= ? AND instance = ? AND status IN ({marks}) GROUP BY 1, 2, 3 ORDER BY 4 DESC",
-            (since, instance, *statuses))
+        span, params = self._span("reasons", "status, error_code, reason, n, first_at, last_at",
+                                  self._since(window, now), now, f"instance = ? AND status IN ({marks})",
+                                  (instance, *statuses))
+        rows = self.db.execute(f"SELECT status, error_code, reason, sum(n), min(first_at), max(last_at) FROM ({span}) "
+                               "GROUP BY 1, 2, 3 ORDER BY 4 DESC", params)
         return [{"status": s, "error_code": c, "reason": r, "count": n, "first_at": f, "last_at": la}
                 for s, c, r, n, f, la in rows]
 
@@ -149,14 +192,18 @@ class Store:
         return out
 
     def trend(self, instance: str, window: int, now: float, points: int = 60) -> list[tuple[int, dict[str, int]]]:
-        """Counts per status in `points` equal slices of the window (slice start minute, counts)."""
+        """Counts per status in up to `points` equal slices of the window (slice start minute,
+        counts); slices of an hour or more start on the hour, so hourly rows fall inside one."""
         last = int(now // 60)
         minutes = (window + 59) // 60
         step = max(1, -(-minutes // points))
-        first = last - step * (-(-minutes // step)) + 1
-        slices: dict[int, dict[str, int]] = {first + i * step: {} for i in range(-(-minutes // step))}
-        rows = self.db.execute("SELECT ((minute - ?) / ?) * ? + ?, status, sum(n) FROM counts WHERE minute >= ? "
-                               "AND instance = ? GROUP BY 1, 2", (first, step, step, first, first, instance))
+        if step >= 60:
+            step = -(-step // 60) * 60
+        first = (last // step) * step - step * (-(-minutes // step) - 1)
+        slices: dict[int, dict[str, int]] = {first + i * step: {} for i in range((last - first) // step + 1)}
+        span, params = self._span("counts", "status, n", first, now, "instance = ?", (instance,))
+        rows = self.db.execute(f"SELECT ((minute - ?) / ?) * ? + ?, status, sum(n) FROM ({span}) GROUP BY 1, 2",
+                               (first, step, step, first, *params))
         for start, status, n in rows:
             slices.setdefault(start, {})[status] = n
         return sorted(slices.items())

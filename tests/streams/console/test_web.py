@@ -75,3 +75,26 @@ def test_off_localhost_every_route_but_healthz_wants_the_token(tmp_path: Path) -
             assert invalid.status_code == 400 and invalid.json()["error"].startswith("the event is invalid")
 
     asyncio.run(main())
+
+
+def test_whole_hours_and_ragged_minutes_add_up_to_the_exact_window(tmp_path: Path) -> None:
+    """Windows read hourly rows for whole hours and minute rows at the ends: the counts equal
+    counting the outcomes themselves, for every window and trend."""
+    import random
+
+    rng = random.Random(9)
+    now = 1_800_000_000.0 + 1234.5
+    ats = [now - rng.random() * 15 * 86_400 for _ in range(5_000)]
+    store = Store(tmp_path / "h.db")
+    for chunk in (ats[:2_000], ats[2_000:]):  # two batches: upserts add up
+        tally = Tally()
+        for at in chunk:
+            tally.add(Outcome(message_id="m", status="delivered", instance="pw", latency_ms=5.0, at=at))
+        store.add(tally, [], {})
+    for window in (600, 3_599, 3_600, 7_300, 86_400, 5 * 86_400 + 77, 14 * 86_400):
+        since = (int(now // 60) - (window + 59) // 60 + 1) * 60
+        exact = sum(1 for at in ats if at >= since)
+        assert store.overview(window, now)["instances"][0]["statuses"] == {"delivered": exact}, window
+        trend = store.trend("pw", window, now)
+        assert len(trend) <= 61 and sum(c.get("delivered", 0) for _, c in trend) == sum(
+            1 for at in ats if at >= trend[0][0] * 60)
