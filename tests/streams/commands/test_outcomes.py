@@ -68,7 +68,7 @@ def test_outcomes_filters_and_summarises_and_status_reports_each_instance(stack:
     status = _cli(stack, "status", "--json")
     assert status.returncode == 0, status.stderr
     report = {i["name"]: i for i in msgspec.json.decode(status.stdout)["instances"]}
-    assert set(report) == {"pushwoosh-sandbox", "xtremepush-sandbox", "pushwoosh-custom"}
+    assert set(report) == {"pushwoosh-sandbox", "xtremepush-sandbox", "pushwoosh-custom", "pushwoosh-filtered"}
     assert report["xtremepush-sandbox"]["outcomes"]["15m"].get("delivered", 0) >= 5
     assert report["pushwoosh-sandbox"]["paused"] is False  # read from the worker's /metrics
     assert report["pushwoosh-sandbox"]["lag"]["jobs"] >= 0
