@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from .console import ConsoleConfig, load_console
+from .console import ConsoleConfig, ConsoleToml, load_console
 from .destinations import REGISTRY, Action, Destination
 from .fields import Validator, compile_validator
 from .filters import FilterConfig, Filters, compile_filters
@@ -393,7 +393,8 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
     pipeline = _convert(top.pipeline, PipelineConfig, "pipeline", errors)
     ops = _convert(top.ops, OpsConfig, "ops", errors)
     intake_config = load_intake(top.intake, env, errors, secrets=intake) if top.intake is not None else None
-    console_config = load_console(top.console, env, errors, console) if top.console is not None else ConsoleConfig()
+    console_toml = _convert(top.console or {}, ConsoleToml, "console", errors)
+    console_config = load_console(console_toml, env, errors, console) if console_toml else ConsoleConfig()
     if not top.destinations:
         errors.append("destinations: name at least one destination instance ([[destinations]])")
     instances = [_instance(d, i, env, base_dir or Path("."), errors) for i, d in enumerate(top.destinations)]
@@ -404,8 +405,7 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
         errors.append("kafka.input_topics: name at least one topic")
     if errors:
         raise ConfigError(errors, source)
-    return Config(kafka, pipeline, tuple(i for i in instances if i), ops, intake_config,
-                  console_config or ConsoleConfig())
+    return Config(kafka, pipeline, tuple(i for i in instances if i), ops, intake_config, console_config)
 
 
 def load_config_file(path: str | Path, env: dict[str, str], *, intake: bool = False, console: bool = False) -> Config:

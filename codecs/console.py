@@ -13,15 +13,14 @@ import bisect
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 
 from .records import Outcome
 from .secret import Secret, resolve_env
 
-__all__ = ["LATENCY_BOUNDS_MS", "MAX_WINDOW", "MIN_WINDOW", "ConsoleConfig", "Sampler", "Tally", "is_loopback",
-           "load_console", "percentiles", "suggest"]
+__all__ = ["LATENCY_BOUNDS_MS", "MAX_WINDOW", "MIN_WINDOW", "ConsoleConfig", "ConsoleToml", "Sampler", "Tally",
+           "is_loopback", "load_console", "percentiles", "suggest"]
 
 MIN_WINDOW, MAX_WINDOW = 600, 14 * 86_400
 #: Upper bounds (ms) of the latency histogram's buckets; a percentile is interpolated inside
@@ -36,7 +35,9 @@ REASON_CHARS = 200
 REASONED = frozenset({"rejected", "failed", "invalid", "skipped", "filtered"})
 
 
-class _ConsoleToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class ConsoleToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The `[console]` table as written (config.py converts it, reporting mistakes with the rest)."""
+
     listen: str = "127.0.0.1:8089"
     token: str | None = None
     db: str | None = None
@@ -55,16 +56,9 @@ class ConsoleConfig:
     samples_per_minute: int = 3
 
 
-def load_console(raw: Any, env: dict[str, str], errors: list[str], secrets: bool = True) -> ConsoleConfig | None:
-    """Check the `[console]` table; mistakes go to `errors` with their location. Without
-    `secrets` (a worker reading the same file) an unset token is no mistake."""
-    try:
-        toml = msgspec.convert(raw, _ConsoleToml)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        where, _, at = text.partition(" - at `$")
-        errors.append(f"console{at.rstrip('`')}: {where}" if at else f"console: {text}")
-        return None
+def load_console(toml: ConsoleToml, env: dict[str, str], errors: list[str], secrets: bool = True) -> ConsoleConfig:
+    """Check the converted `[console]` table; mistakes go to `errors` with their location.
+    Without `secrets` (a worker reading the same file) an unset token is no mistake."""
     if toml.samples_per_minute < 0:
         errors.append("console.samples_per_minute: must be 0 or more")
     token = None

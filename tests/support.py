@@ -187,6 +187,22 @@ class Stack:
         return produce_lines(self.config, lines)
 
 
+def sandbox_instances(url: str, pw_key: str = "sandbox-pushwoosh-key", xp_key: str = "sandbox-xtremepush-key",
+                      head: str = "") -> str:
+    """A config with instances `pw` and `xp` on the sandbox at `url` (no Kafka section)."""
+    return f"""{head}
+[[destinations]]
+name = "pw"
+type = "pushwoosh"
+settings = {{ pushwooshAPIKey = "{pw_key}", pushwooshAppCode = "SANDBOX-APP", baseUrl = "{url}" }}
+
+[[destinations]]
+name = "xp"
+type = "xtremepush"
+settings = {{ url = "{url}/", apiKey = "{xp_key}" }}
+"""
+
+
 def launch(text: str, name: str, sandbox: SandboxClient, workdir: Path) -> Stack:
     """Write a config, create its topics and start a worker process for it."""
     path = workdir / f"{name}.toml"

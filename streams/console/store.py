@@ -20,21 +20,16 @@ from pushstream.codecs.records import STATUSES, Sample
 
 __all__ = ["Store"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS counts (minute INTEGER, instance TEXT, destination TEXT, action TEXT, mapping TEXT,
-    status TEXT, n INTEGER, PRIMARY KEY (minute, instance, destination, action, mapping, status)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS latency (minute INTEGER, instance TEXT, bucket INTEGER, n INTEGER,
-    PRIMARY KEY (minute, instance, bucket)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS reasons (minute INTEGER, instance TEXT, status TEXT, error_code TEXT, reason TEXT,
-    n INTEGER, first_at REAL, last_at REAL,
-    PRIMARY KEY (minute, instance, status, error_code, reason)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counts_h (hour INTEGER, instance TEXT, destination TEXT, action TEXT, mapping TEXT,
-    status TEXT, n INTEGER, PRIMARY KEY (hour, instance, destination, action, mapping, status)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS latency_h (hour INTEGER, instance TEXT, bucket INTEGER, n INTEGER,
-    PRIMARY KEY (hour, instance, bucket)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS reasons_h (hour INTEGER, instance TEXT, status TEXT, error_code TEXT, reason TEXT,
-    n INTEGER, first_at REAL, last_at REAL,
-    PRIMARY KEY (hour, instance, status, error_code, reason)) WITHOUT ROWID;
+_AGGREGATES = """
+CREATE TABLE IF NOT EXISTS counts{h} ({t} INTEGER, instance TEXT, destination TEXT, action TEXT, mapping TEXT,
+    status TEXT, n INTEGER, PRIMARY KEY ({t}, instance, destination, action, mapping, status)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latency{h} ({t} INTEGER, instance TEXT, bucket INTEGER, n INTEGER,
+    PRIMARY KEY ({t}, instance, bucket)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reasons{h} ({t} INTEGER, instance TEXT, status TEXT, error_code TEXT, reason TEXT,
+    n INTEGER, first_at REAL, last_at REAL, PRIMARY KEY ({t}, instance, status, error_code, reason)) WITHOUT ROWID;
+"""
+#: Per minute, and the same rolled up per hour (`_h`, keyed by `hour`).
+_SCHEMA = _AGGREGATES.format(h="", t="minute") + _AGGREGATES.format(h="_h", t="hour") + """
 CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY, instance TEXT, error_code TEXT, at REAL, body BLOB);
 CREATE INDEX IF NOT EXISTS samples_by_error ON samples (instance, error_code, at);
 CREATE TABLE IF NOT EXISTS tests (id INTEGER PRIMARY KEY, at REAL, instance TEXT, message_id TEXT, body BLOB);

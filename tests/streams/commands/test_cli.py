@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from pushstream.streams.local.broker import LocalBroker, free_port, wait_for_port
-from tests.support import SandboxClient
+from tests.support import SandboxClient, sandbox_instances
 
 CONFIG = """
 [[destinations]]
@@ -100,26 +100,12 @@ actions = [{ type = "drop_properties", fields = { properties = ["secret"] } }]
     assert out.count('"secret"') == 1  # pw has no filters; xp's request lacks it
 
 
-def _sandbox_config(url: str, xp_key: str = "sandbox-xtremepush-key") -> str:
-    return f"""
-[[destinations]]
-name = "pw"
-type = "pushwoosh"
-settings = {{ pushwooshAPIKey = "sandbox-pushwoosh-key", pushwooshAppCode = "SANDBOX-APP", baseUrl = "{url}" }}
-
-[[destinations]]
-name = "xp"
-type = "xtremepush"
-settings = {{ url = "{url}/", apiKey = "{xp_key}" }}
-"""
-
-
 def test_check_send_test_sends_one_event_and_prints_requests_and_raw_answers(
         tmp_path: Path, sandbox: SandboxClient) -> None:
     """The Event Tester on the CLI, against the sandbox: the built-in event for both destinations,
     a file's event, a refused key (the raw 401 printed, exit 1), and the plain check for each."""
     config = tmp_path / "c.toml"
-    config.write_text(_sandbox_config(sandbox.url))
+    config.write_text(sandbox_instances(sandbox.url))
     before = len(sandbox.requests())
     code, out, _ = _run(["check", "pw", "--send-test", "--config", str(config)])
     assert code == 0, out
@@ -145,7 +131,7 @@ def test_check_send_test_sends_one_event_and_prints_requests_and_raw_answers(
                                "traits": {"email": "a@b.co"}, "timestamp": "2024-01-02T03:04:05.000Z",
                                "messageId": "file-1"}
 
-    config.write_text(_sandbox_config(sandbox.url, xp_key="wrong-key"))
+    config.write_text(sandbox_instances(sandbox.url, xp_key="wrong-key"))
     code, out, _ = _run(["check", "xp", "--send-test", "--config", str(config)])
     assert code == 1 and '<- 401\n{"status":"error","message":"invalid credentials"}\n' in out, out
     assert "wrong-key" not in out

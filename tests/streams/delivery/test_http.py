@@ -20,22 +20,11 @@ from pushstream.streams.delivery.http import (
     parse_retry_after,
 )
 from pushstream.streams.local.sandbox import Sandbox
-from tests.support import run_served, serve
+from tests.support import run_served, sandbox_instances, serve
 
 
 def _config(url: str, key: str = "sandbox-pushwoosh-key", timeout: float = 10.0) -> Any:
-    return load_config(f"""
-[pipeline]
-request_timeout = {timeout}
-[[destinations]]
-name = "pw"
-type = "pushwoosh"
-settings = {{ pushwooshAPIKey = "{key}", pushwooshAppCode = "SANDBOX-APP", baseUrl = "{url}" }}
-[[destinations]]
-name = "xp"
-type = "xtremepush"
-settings = {{ url = "{url}/", apiKey = "sandbox-xtremepush-key" }}
-""", {})
+    return load_config(sandbox_instances(url, pw_key=key, head=f"[pipeline]\nrequest_timeout = {timeout}"), {})
 
 
 @pytest.mark.parametrize(("status", "kind"), [
