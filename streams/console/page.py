@@ -41,6 +41,11 @@ async function refresh() {
   open.forEach(id => { const d = document.getElementById(id); if (d) d.open = true; });
 }
 setInterval(refresh, 1000);
+function pick(button) {
+  document.getElementById("tester-instance").value = button.dataset.instance;
+  document.getElementById("tester-event").value = JSON.stringify(JSON.parse(button.dataset.event), null, 2);
+  document.getElementById("tester").scrollIntoView();
+}
 async function tryEvent(send) {
   const out = document.getElementById("tester-out");
   let event;
@@ -107,13 +112,16 @@ def _svg(trend: list[tuple[int, dict[str, int]]]) -> str:
     return "".join(parts)
 
 
-def _sample(s: dict[str, Any], ident: str) -> str:
+def _sample(s: dict[str, Any], ident: str, instance: str) -> str:
     request, response = s.get("request", {}), s.get("response", {})
     head = "\n".join(f"{k}: {v}" for k, v in request.get("headers", {}).items())
     body = msgspec.json.format(msgspec.json.encode(request.get("body")), indent=2).decode()
     event = msgspec.json.format(msgspec.json.encode(s.get("event")), indent=2).decode()
+    retest = (f'<button class="retest" data-instance="{_e(instance)}" '
+              f'data-event="{_e(msgspec.json.encode(s["event"]).decode())}" onclick="pick(this)">'
+              f'Try it in the event tester</button>') if s.get("event") else ""
     return (f'<details id="{_e(ident)}"><summary>sample: messageId {_e(s.get("message_id"))} at '
-            f'{_time(s.get("at"))}</summary>'
+            f'{_time(s.get("at"))}</summary>{retest}'
             f'<div class="row"><div><h3>What you sent</h3><pre>{_e(event)}</pre></div>'
             f'<div><h3>The request to the destination</h3><pre>{_e(request.get("method"))} {_e(request.get("url"))}\n'
             f'{_e(head)}\n\n{_e(body)}</pre></div>'
@@ -126,7 +134,7 @@ def _errors_table(name: str, errors: list[dict[str, Any]]) -> str:
         return '<p class="muted">No errors in this window.</p>'
     rows = []
     for i, err in enumerate(errors):
-        samples = "".join(_sample(s, f"s-{name}-{i}-{j}") for j, s in enumerate(err["samples"]))
+        samples = "".join(_sample(s, f"s-{name}-{i}-{j}", name) for j, s in enumerate(err["samples"]))
         rows.append(f'<tr class="error"><td class="l">{_e(err["error_code"])}</td>'
                     f'<td class="l">{_e(err["status"])}</td>'
                     f'<td class="l">{_e(err["reason"])}</td><td class="num">{err["count"]:,}</td>'
@@ -189,8 +197,9 @@ def render_page(view: dict[str, Any]) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>pushstream console</title>'
             f'<style>{_STYLE}</style></head><body><header><h1>pushstream console</h1><nav>{links}</nav></header>'
             f'<main><div id="live">{render_live(view)}</div>'
-            f'<section><h2>Event tester</h2><p class="muted">The requests an event makes (as '
-            f'<code>pushstream preview</code>); <b>Send</b> delivers it for real and shows the raw answer.</p>'
+            f'<section id="tester"><h2>Event tester</h2><p class="muted">The requests an event makes (as '
+            f'<code>pushstream preview</code>); <b>Send</b> delivers it for real and shows the raw answer. A sample\'s '
+            f'"Try it in the event tester" puts a failed event here.</p>'
             f'<select id="tester-instance">{options}</select>'
             f'<textarea id="tester-event">{_e(_EXAMPLE_EVENT)}</textarea>'
             f'<button onclick="tryEvent(false)">Preview</button> <button onclick="tryEvent(true)">Send</button>'

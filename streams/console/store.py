@@ -176,6 +176,14 @@ class Store:
                                "ORDER BY at DESC LIMIT ?", (instance, error_code, since, limit))
         return [msgspec.json.decode(b) for (b,) in rows]
 
+    def sample_event(self, message_id: str) -> Any:
+        """The event of the newest sample of `message_id` (None when there is none)."""
+        for (body,) in self.db.execute("SELECT body FROM samples ORDER BY at DESC"):
+            sample = msgspec.json.decode(body)
+            if sample.get("message_id") == message_id:
+                return sample.get("event")
+        return None
+
     def sampled_codes(self, instance: str, since: float) -> list[tuple[str, int | None, str, float, float, int]]:
         """(error code, http status, reason, first, last, samples) of samples taken since `since`."""
         rows = self.db.execute("SELECT error_code, min(at), max(at), count(*), body FROM samples WHERE instance = ? "

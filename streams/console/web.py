@@ -119,8 +119,13 @@ class ConsoleApp:
             body = msgspec.json.decode(await request.read())
         except msgspec.DecodeError as exc:
             raise ApiError(400, f"body is not JSON: {exc}") from None
+        if isinstance(body, dict) and "event" not in body and isinstance(body.get("message_id"), str):
+            body["event"] = self.store.sample_event(body["message_id"])  # a recent failed one
+            if body["event"] is None:
+                raise ApiError(404, f"no sample of messageId {body['message_id']!r}")
         if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
-            raise ApiError(400, 'send {"instance": NAME, "event": {...}} (and "send": true to deliver it)')
+            raise ApiError(400, 'send {"instance": NAME, "event": {...}} or {"instance": NAME, "message_id": ID} '
+                                '(a sampled failed event), and "send": true to deliver it')
         name = body.get("instance")
         if name not in self.views.names():
             raise ApiError(404, f"no instance {name!r} (instances: {', '.join(self.views.names())})")

@@ -129,6 +129,11 @@ db = "{workdir / run / 'console.sqlite3'}"
         (request,) = tested["requests"]
         assert f"pushwoosh-sandbox: {request['method']} {request['url']}  (1 event(s))" in preview
         assert msgspec.json.format(msgspec.json.encode(request["body"]), indent=2).decode() in preview
+        poison = next(s for s in bad["samples"] if f"{run}-poison" in msgspec.json.encode(s["event"]).decode())
+        picked = httpx.post(f"{url}/api/test", json={"instance": "pushwoosh-sandbox",
+                                                     "message_id": poison["message_id"]}).json()
+        assert picked["message_id"] == poison["message_id"] and f"{run}-poison" in str(picked["requests"])
+        assert "Try it in the event tester" in dom
         before = len(sandbox.requests())
         sent = httpx.post(f"{url}/api/test", json={"instance": "xtremepush-sandbox", "event": event,
                                                    "send": True}).json()
