@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from .records import Outcome
+from .records import Outcome, Unmatched
 from .secret import Secret, resolve_env
 
 __all__ = ["LATENCY_BOUNDS_MS", "MAX_WINDOW", "MIN_WINDOW", "ConsoleConfig", "ConsoleToml", "Sampler", "Tally",
-           "is_loopback", "load_console", "percentiles", "suggest"]
+           "UNMATCHED", "is_loopback", "load_console", "percentiles", "suggest"]
 
 MIN_WINDOW, MAX_WINDOW = 600, 14 * 86_400
 #: Upper bounds (ms) of the latency histogram's buckets; a percentile is interpolated inside
@@ -114,6 +114,13 @@ class Tally:
     reasons: dict[tuple[int, str, str, str, str], list[float]] = field(default_factory=dict)
     records: int = 0
 
+    def add_unmatched(self, u: Unmatched) -> None:
+        """Fold a route batch's counts of events no mapping took (status "no mapping", no action)."""
+        minute = int(u.at // 60)
+        for instance, n in u.counts.items():
+            key = (minute, instance, "", "", "", UNMATCHED)
+            self.counts[key] = self.counts.get(key, 0) + n
+
     def add(self, o: Outcome) -> None:
         """Fold one outcome. An input record invalid for every instance counts under instance ""."""
         minute = int(o.at // 60)
@@ -133,6 +140,9 @@ class Tally:
                 seen[0] += 1
                 seen[1] = min(seen[1], o.at)
                 seen[2] = max(seen[2], o.at)
+
+
+UNMATCHED = "no mapping"
 
 
 def suggest(error_code: str, http_status: int | None, reason: str) -> str:

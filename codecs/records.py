@@ -14,8 +14,8 @@ import msgspec
 
 from .js import UNDEFINED
 
-__all__ = ["REMEMBERED", "STATUSES", "TERMINAL", "DeadLetter", "Job", "Outcome", "Sample", "Status", "decode_jobs",
-           "decode_sample", "encode", "pack_jobs"]
+__all__ = ["REMEMBERED", "STATUSES", "TERMINAL", "DeadLetter", "Job", "Outcome", "Sample", "Status", "Unmatched",
+           "decode_jobs", "decode_sample", "encode", "pack_jobs"]
 
 Status = Literal["delivered", "rejected", "failed", "invalid", "skipped", "filtered", "duplicate"]
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -90,7 +90,7 @@ class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     failed_at: float
 
 
-class Sample(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Sample(msgspec.Struct, kw_only=True, omit_defaults=True, tag="sample"):
     """One request that failed, as the console shows it: the event, the request as sent
     (credentials masked) and the destination's answer. Kept a few per (instance, error code)
     per minute (codecs/console.py's Sampler), never one per event."""
@@ -108,6 +108,15 @@ class Sample(msgspec.Struct, kw_only=True, omit_defaults=True):
     response: dict[str, Any]
 
 
+class Unmatched(msgspec.Struct, kw_only=True, tag="unmatched"):
+    """Per instance, how many events of a route batch no mapping took (they get no outcome):
+    the console's "no mapping" step. Written with the batch, so a batch read again after a crash
+    is counted again."""
+
+    at: float
+    counts: dict[str, int]
+
+
 def _undefined_as_null(value: Any) -> Any:
     """A payload's array may hold `undefined` (a mapping item that resolved to nothing); JSON
     writes it as null, as JSON.stringify does."""
@@ -121,7 +130,8 @@ encode = _encoder.encode
 _decode_job_record = msgspec.json.Decoder(list[Job] | Job).decode
 decode_outcome = msgspec.json.Decoder(Outcome).decode
 decode_dead_letter = msgspec.json.Decoder(DeadLetter).decode
-decode_sample = msgspec.json.Decoder(Sample).decode
+#: A `<prefix>.samples` record: a failed request's sample, or a route batch's unmatched counts.
+decode_sample = msgspec.json.Decoder(Sample | Unmatched).decode
 
 #: A pack holds at most this many jobs and bytes (a job embeds its event: up to ~70 KB). 20
 #: jobs bring a record's reading cost to ~2 us a job; more would only grow what a deliver

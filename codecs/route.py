@@ -32,6 +32,8 @@ class Routed:
 
     jobs: list[tuple[str, Job]] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    #: Instances none of whose mappings took the event (no outcome; the console counts them).
+    unmatched: list[str] = field(default_factory=list)
 
 
 def integrations_allow(integrations: dict[str, Any] | None, keys: tuple[str, ...]) -> bool:
@@ -80,6 +82,7 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
         return
     matched = [s for s in instance.subscriptions if s.trigger.matches(tree)]
     if not matched:
+        routed.unmatched.append(instance.name)
         return
     if not integrations_allow(header.integrations, instance.integration_keys):
         routed.outcomes += [Outcome(status="skipped", destination=instance.destination.slug,
@@ -96,6 +99,8 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
     if filtered.tree is not tree:  # the mappings read the event as the filters left it
         tree = filtered.tree
         matched = [s for s in instance.subscriptions if s.trigger.matches(tree)]
+        if not matched:
+            routed.unmatched.append(instance.name)
     for sub in matched:
         try:
             payload = sub.validate(sub.mapping(tree))

@@ -4,7 +4,8 @@ Reads:  the input topics (raw bytes; a record that is not a Segment event gets a
 Writes: `<prefix>.jobs.<instance>` in packs (one record per run of up to 20 jobs bound for the
         same partition, the partition of the job's user key, so per-user order and dedup's
         co-partitioning hold as for single-job records), and `<prefix>.outcomes` for events it
-        settles itself (invalid, skipped, rejected by field validation).
+        settles itself (invalid, skipped, filtered, rejected by field validation), and one record
+        per batch on `<prefix>.samples` counting, per instance, the events no mapping took.
 Acks:   a batch once everything it produced is acknowledged by the broker. A batch's records are
         written while the next batch is routed (routing is a fraction of the broker's round trip).
 """
@@ -12,6 +13,7 @@ Acks:   a batch once everything it produced is acknowledged by the broker. A bat
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Sequence
@@ -19,7 +21,7 @@ from typing import Any
 
 import faust
 
-from pushstream.codecs.records import Job, Outcome, pack_jobs
+from pushstream.codecs.records import Job, Outcome, Unmatched, encode, pack_jobs
 from pushstream.codecs.route import Routed, route_record
 from pushstream.streams.agents.pipeline import TAKE_WITHIN, Agent, Pipeline, or_exit
 from pushstream.streams.kafka.admin import key_partition
@@ -60,13 +62,18 @@ class RouteAgent(Agent):
         """The records a batch of input events produces (outcomes, then packs of jobs), and the outcomes."""
         jobs: list[tuple[str, Job]] = []
         outcomes: list[Outcome] = []
+        unmatched: collections.Counter[str] = collections.Counter()
         job_topics = self.pipeline.topics.jobs
         for ev in events:
             routed = self._route_one(ev, now)
             jobs += [(job_topics[name], job) for name, job in routed.jobs]
             outcomes += routed.outcomes
+            unmatched.update(routed.unmatched)
         records = [self.pipeline.outcome_record(o) for o in outcomes]
         records += [Record(t, None, value, p) for t, p, value in pack_jobs(jobs, self._partition_of)]
+        if unmatched:
+            tally = Unmatched(at=now, counts=dict(unmatched))
+            records.append(Record(self.pipeline.topics.samples, None, encode(tally)))
         return records, outcomes
 
     def _partition_of(self, topic: str, job: Job) -> int | None:

@@ -1,4 +1,5 @@
-"""The console's reader: every worker's outcomes and samples, from the topics into the store.
+"""The console's reader: every worker's outcomes and samples, from the topics into the store, and
+how many jobs wait on each instance's retry topic.
 
 A thread with a plain confluent-kafka consumer, partitions assigned directly (no group: several
 consoles may read the same topics, and none moves the workers' offsets). It starts where the
@@ -14,11 +15,11 @@ import time
 from pathlib import Path
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from pushstream.codecs.config import Config
 from pushstream.codecs.console import Tally
-from pushstream.codecs.records import Sample, decode_outcome, decode_sample
+from pushstream.codecs.records import Sample, Unmatched, decode_outcome, decode_sample
 from pushstream.streams.console.store import Store
 from pushstream.streams.kafka.admin import make_reader
 
@@ -27,6 +28,7 @@ __all__ = ["OutcomeReader"]
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.5
+GAUGE_EVERY = 1.0
 #: Records taken per poll: the librdkafka batch API costs ~1 us a record.
 POLL_BATCH = 10_000
 
@@ -37,7 +39,13 @@ class OutcomeReader:
     def __init__(self, config: Config, db_path: str | Path) -> None:
         self.config = config
         self.db_path = db_path
-        self.topics = (config.topic("outcomes"), config.topic("samples"))
+        self.retry_topics = {config.topic("retry", i.name): i.name for i in config.instances}
+        self.topics = (config.topic("outcomes"), config.topic("samples"), *self.retry_topics)
+        #: Per retry partition: the offset after the last record read (records counted, not
+        #: the broker's end offsets, which the local broker misreports).
+        self._ends: dict[tuple[str, int], int] = {}
+        self._next_gauge = 0.0
+        self._committed: Consumer | None = None
         self.read = 0
         self.unreadable = 0
         self._stop = threading.Event()
@@ -65,12 +73,33 @@ class OutcomeReader:
     def _run(self) -> None:
         store = Store(self.db_path)
         consumer = make_reader(self.config.kafka.broker, "pushstream-console")
+        # Asks the workers' group for its committed offsets; never joins it or commits.
+        self._committed = make_reader(self.config.kafka.broker, self.config.kafka.app_id)
         try:
             self._assign(consumer, store)
+            self._ends = {k: v for k, v in store.offsets().items() if k[0] in self.retry_topics}
             self._loop(consumer, store)
         finally:
             consumer.close()
+            self._committed.close()
             store.close()
+
+    def _gauge(self, store: Store) -> None:
+        """Jobs waiting for a retry, per instance: records on its retry topic past the workers'
+        committed offsets (a retry agent commits a record once its job is settled)."""
+        self._next_gauge = time.monotonic() + GAUGE_EVERY
+        assert self._committed is not None
+        parts = [TopicPartition(t, p) for t, p in self._ends]
+        try:
+            committed = self._committed.committed(parts, timeout=5) if parts else []
+        except KafkaException as exc:
+            log.warning("console: cannot read the workers' committed offsets: %s", exc)
+            return
+        waiting = dict.fromkeys(self.retry_topics.values(), 0)
+        for tp in committed:
+            end = self._ends.get((tp.topic, tp.partition), 0)
+            waiting[self.retry_topics[tp.topic]] += max(0, end - max(tp.offset, 0))
+        store.set_waiting(waiting, time.time())
 
     def _loop(self, consumer: Consumer, store: Store) -> None:
         outcomes_topic = self.topics[0]
@@ -82,11 +111,15 @@ class OutcomeReader:
                     continue
                 topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
                 offsets[(topic, partition)] = offset + 1
+                if topic in self.retry_topics:
+                    continue  # counted by offset only: see `_gauge`
                 try:
                     if topic == outcomes_topic:
                         tally.add(decode_outcome(msg.value() or b""))
+                    elif isinstance(record := decode_sample(msg.value() or b""), Unmatched):
+                        tally.add_unmatched(record)
                     else:
-                        samples.append(decode_sample(msg.value() or b""))
+                        samples.append(record)
                 except msgspec.DecodeError:
                     self.unreadable += 1
                 if not started:
@@ -94,4 +127,7 @@ class OutcomeReader:
             if offsets and (time.monotonic() - started >= FLUSH_EVERY or tally.records >= 100_000):
                 store.add(tally, samples, offsets)
                 self.read += tally.records + len(samples)
+                self._ends.update((k, v) for k, v in offsets.items() if k[0] in self.retry_topics)
                 tally, samples, offsets, started = Tally(), [], {}, 0.0
+            if time.monotonic() >= self._next_gauge:
+                self._gauge(store)

@@ -15,8 +15,9 @@ from typing import Any
 
 import msgspec
 
-from pushstream.codecs.console import Tally, percentiles
-from pushstream.codecs.records import STATUSES, Sample
+from pushstream.codecs.console import Tally
+from pushstream.codecs.records import Sample
+from pushstream.streams.console.queries import WindowQueries
 
 __all__ = ["Store"]
 
@@ -33,6 +34,7 @@ _SCHEMA = _AGGREGATES.format(h="", t="minute") + _AGGREGATES.format(h="_h", t="h
 CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY, instance TEXT, error_code TEXT, at REAL, body BLOB);
 CREATE INDEX IF NOT EXISTS samples_by_error ON samples (instance, error_code, at);
 CREATE TABLE IF NOT EXISTS tests (id INTEGER PRIMARY KEY, at REAL, instance TEXT, message_id TEXT, body BLOB);
+CREATE TABLE IF NOT EXISTS waiting (instance TEXT PRIMARY KEY, n INTEGER, at REAL);
 CREATE TABLE IF NOT EXISTS offsets (topic TEXT, partition INTEGER, next INTEGER,
     PRIMARY KEY (topic, partition)) WITHOUT ROWID;
 """
@@ -56,7 +58,7 @@ def _merge_reason(a: list[float], b: list[float]) -> list[float]:
     return [a[0] + b[0], min(a[1], b[1]), max(a[2], b[2])]
 
 
-class Store:
+class Store(WindowQueries):
     """One SQLite file; open one Store per thread (the reader's, the web app's)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -107,68 +109,20 @@ class Store:
         self.db.execute("INSERT INTO tests (at, instance, message_id, body) VALUES (?, ?, ?, ?)",
                         (time.time(), instance, message_id, msgspec.json.encode(body)))
 
+    def set_waiting(self, waiting: dict[str, int], at: float) -> None:
+        """How many jobs wait for a retry per instance, as of `at`."""
+        self.db.executemany("INSERT INTO waiting VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET n = excluded.n, "
+                            "at = excluded.at", [(i, n, at) for i, n in waiting.items()])
+
+    def waiting(self) -> dict[str, tuple[int, float]]:
+        """Per instance: (jobs waiting for a retry, when that was counted)."""
+        return {i: (n, at) for i, n, at in self.db.execute("SELECT instance, n, at FROM waiting")}
+
     def offsets(self) -> dict[tuple[str, int], int]:
         """The next offset to read per (topic, partition)."""
         return {(t, p): o for t, p, o in self.db.execute("SELECT topic, partition, next FROM offsets")}
 
     # Reading ---------------------------------------------------------------------------------
-
-    def _span(self, table: str, cols: str, since: int, now: float, where: str = "",
-              params: tuple[Any, ...] = ()) -> tuple[str, tuple[Any, ...]]:
-        """A subquery of `table`'s rows (with a `minute` column) from minute `since` on: whole
-        hours from the hourly table, the ragged ends from the per-minute one; so a 2-week window
-        reads at most ~340 rows per key."""
-        extra = f" AND {where}" if where else ""
-        h0, h1 = -(-since // 60), int(now // 60) // 60
-        if h0 >= h1:
-            return f"SELECT minute, {cols} FROM {table} WHERE minute >= ?{extra}", (since, *params)
-        return (f"SELECT minute, {cols} FROM {table} WHERE (minute < ? OR minute >= ?) AND minute >= ?{extra} "
-                f"UNION ALL SELECT hour * 60, {cols} FROM {table}_h WHERE hour >= ? AND hour < ?{extra}",
-                (h0 * 60, h1 * 60, since, *params, h0, h1, *params))
-
-    @staticmethod
-    def _since(window: int, now: float) -> int:
-        return int(now // 60) - (window + 59) // 60 + 1
-
-    def overview(self, window: int, now: float) -> dict[str, Any]:
-        """`/api/overview`: per instance, counts per status, latency percentiles, per action/mapping."""
-        since = self._since(window, now)
-        instances: dict[str, dict[str, Any]] = {}
-        span, params = self._span("counts", "instance, destination, action, mapping, status, n", since, now)
-        rows = self.db.execute(f"SELECT instance, destination, action, mapping, status, sum(n) FROM ({span}) "
-                               "GROUP BY 1, 2, 3, 4, 5", params)
-        for instance, destination, action, mapping, status, n in rows:
-            entry = instances.setdefault(instance, {"name": instance, "destination": "", "statuses": {},
-                                                    "actions": {}})
-            entry["destination"] = entry["destination"] or destination
-            entry["statuses"][status] = entry["statuses"].get(status, 0) + n
-            per = entry["actions"].setdefault((action, mapping), {"action": action, "mapping": mapping,
-                                                                  "statuses": {}})
-            per["statuses"][status] = per["statuses"].get(status, 0) + n
-        hists: dict[str, dict[int, int]] = {}
-        span, params = self._span("latency", "instance, bucket, n", since, now)
-        for instance, bucket, n in self.db.execute(f"SELECT instance, bucket, sum(n) FROM ({span}) GROUP BY 1, 2",
-                                                   params):
-            hists.setdefault(instance, {})[bucket] = n
-        out = []
-        for name in sorted(instances):
-            entry = instances[name]
-            entry["statuses"] = {s: entry["statuses"][s] for s in STATUSES if s in entry["statuses"]}
-            entry["latency_ms"] = percentiles(hists.get(name, {}))
-            entry["actions"] = [entry["actions"][k] for k in sorted(entry["actions"])]
-            out.append(entry)
-        return {"window": window, "instances": out}
-
-    def reasons(self, instance: str, window: int, now: float, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Per (status, error code, reason) of `instance` in the window: count, first and last time."""
-        marks = ", ".join("?" * len(statuses))
-        span, params = self._span("reasons", "status, error_code, reason, n, first_at, last_at",
-                                  self._since(window, now), now, f"instance = ? AND status IN ({marks})",
-                                  (instance, *statuses))
-        rows = self.db.execute(f"SELECT status, error_code, reason, sum(n), min(first_at), max(last_at) FROM ({span}) "
-                               "GROUP BY 1, 2, 3 ORDER BY 4 DESC", params)
-        return [{"status": s, "error_code": c, "reason": r, "count": n, "first_at": f, "last_at": la}
-                for s, c, r, n, f, la in rows]
 
     def samples(self, instance: str, error_code: str, since: float, limit: int = 3) -> list[dict[str, Any]]:
         """The newest samples of an instance's error code taken since `since`."""
@@ -193,23 +147,6 @@ class Store:
             sample = msgspec.json.decode(body)
             out.append((code, sample.get("http_status"), sample.get("reason", ""), first, last, n))
         return out
-
-    def trend(self, instance: str, window: int, now: float, points: int = 60) -> list[tuple[int, dict[str, int]]]:
-        """Counts per status in up to `points` equal slices of the window (slice start minute,
-        counts); slices of an hour or more start on the hour, so hourly rows fall inside one."""
-        last = int(now // 60)
-        minutes = (window + 59) // 60
-        step = max(1, -(-minutes // points))
-        if step >= 60:
-            step = -(-step // 60) * 60
-        first = (last // step) * step - step * (-(-minutes // step) - 1)
-        slices: dict[int, dict[str, int]] = {first + i * step: {} for i in range((last - first) // step + 1)}
-        span, params = self._span("counts", "status, n", first, now, "instance = ?", (instance,))
-        rows = self.db.execute(f"SELECT ((minute - ?) / ?) * ? + ?, status, sum(n) FROM ({span}) GROUP BY 1, 2",
-                               (first, step, step, first, *params))
-        for start, status, n in rows:
-            slices.setdefault(start, {})[status] = n
-        return sorted(slices.items())
 
     def tests(self, limit: int = 10) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT at, instance, message_id, body FROM tests ORDER BY id DESC LIMIT ?", (limit,))

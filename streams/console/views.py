@@ -52,18 +52,27 @@ class Views:
         return {k: s.get(k) for k in ("message_id", "at", "event", "request", "response")}
 
     def funnel(self, instance: str, window: int, now: float, overview: dict[str, Any]) -> list[dict[str, Any]]:
-        """received → (invalid, for the whole input) → skipped → filtered → delivered / rejected /
-        failed / duplicate, each with its top three reasons."""
-        by_name: dict[str, dict[str, int]] = {i["name"]: i["statuses"] for i in overview["instances"]}
-        statuses = by_name.get(instance, {})
-        invalid = by_name.get("", {}).get("invalid", 0)
+        """received → invalid (for the whole input) → no mapping → skipped → filtered → delivered /
+        rejected / failed / waiting for retry (now) / duplicate, each with its top three reasons.
+        Counts are of (event, mapping) outcomes, except "no mapping" (events) and "waiting for
+        retry" (jobs on the retry topic now, whatever the window)."""
+        by_name = {i["name"]: i for i in overview["instances"]}
+        entry = by_name.get(instance, {"statuses": {}, "no_mapping": 0})
+        statuses: dict[str, int] = entry["statuses"]
+        invalid = by_name.get("", {"statuses": {}})["statuses"].get("invalid", 0)
         reasons = self.store.reasons(instance, window, now, FUNNEL)
-        input_reasons = self.store.reasons("", window, now, ("invalid",))
-        steps = [{"step": "received", "count": sum(statuses.values()), "top_reasons": []},
-                 {"step": "invalid (all instances)", "count": invalid, "top_reasons": input_reasons[:3]}]
+        waiting, counted_at = self.store.waiting().get(instance, (0, None))
+        steps: list[dict[str, Any]] = [
+            {"step": "received", "count": sum(statuses.values()) + entry["no_mapping"], "top_reasons": []},
+            {"step": "invalid (all instances)", "count": invalid,
+             "top_reasons": self.store.reasons("", window, now, ("invalid",))[:3]},
+            {"step": "no mapping", "count": entry["no_mapping"], "top_reasons": []}]
         for status in FUNNEL:
             steps.append({"step": status, "count": statuses.get(status, 0),
                           "top_reasons": [r for r in reasons if r["status"] == status][:3]})
+            if status == "failed":
+                steps.append({"step": "waiting for retry", "count": waiting, "counted_at": counted_at,
+                              "top_reasons": []})
         return steps
 
     def view(self, window: int) -> dict[str, Any]:

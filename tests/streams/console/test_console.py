@@ -44,6 +44,16 @@ def _wait_counts(url: str, expected: dict[str, dict[str, int]], timeout: float =
         time.sleep(0.3)
 
 
+def _waiting(url: str, instance: str, expected: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        funnel = httpx.get(f"{url}/api/funnel?instance={instance}&window=3600", timeout=10).json()["funnel"]
+        got = next(s["count"] for s in funnel if s["step"] == "waiting for retry")
+        if got == expected or time.monotonic() > deadline:
+            return int(got)
+        time.sleep(0.3)
+
+
 def _chromium_dom(url: str, profile: Path) -> str:
     result = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
@@ -56,7 +66,9 @@ def _dom_counts(dom: str) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for name, row in re.findall(r'<tr class="instance" data-instance="([^"]*)">(.*?)</tr>', dom, re.S):
         cells = re.findall(r'data-status="(\w+)">([\d,]+)<', row)
-        out[name] = {s: int(n.replace(",", "")) for s, n in cells if n != "0"}
+        counts = {s: int(n.replace(",", "")) for s, n in cells if n != "0"}
+        if counts:
+            out[name] = counts
     return out
 
 
@@ -80,7 +92,9 @@ db = "{workdir / run / 'console.sqlite3'}"
     events = sample_events(300, seed=5, prefix=run, mix="track")
     events[7]["properties"] = {"note": f"{run}-poison"}
     del events[11]["userId"]  # Pushwoosh's trackEvent requires external_id: rejected at the mapping
-    raw = [msgspec.json.encode(e) for e in events] + [b"not json", b"[1, 2]"]
+    groups = [{"type": "group", "groupId": "g", "userId": f"{run}-g{i}", "messageId": f"{run}-group-{i}"}
+              for i in range(3)]  # no instance's mappings take a group call
+    raw = [msgspec.json.encode(e) for e in events + groups] + [b"not json", b"[1, 2]"]
     stack = launch(text, run, sandbox, workdir)
     console = None
     try:
@@ -111,8 +125,10 @@ db = "{workdir / run / 'console.sqlite3'}"
 
         funnel = httpx.get(f"{url}/api/funnel?instance=pushwoosh-sandbox&window=3600").json()["funnel"]
         steps = {s["step"]: s["count"] for s in funnel}
-        assert steps["received"] == sum(expected["pushwoosh-sandbox"].values())
-        assert steps["invalid (all instances)"] == 2 and steps["rejected"] == 2
+        assert steps["received"] == sum(expected["pushwoosh-sandbox"].values()) + 3 and steps["no mapping"] == 3
+        assert steps["invalid (all instances)"] == 2 and steps["rejected"] == 2 and steps["waiting for retry"] == 0
+        # The wrong key's 299 jobs wait on its retry topic, parked until the key works.
+        assert _waiting(url, "pushwoosh-wrongkey", 299) == 299
 
         needs_tool("chromium")
         dom = _chromium_dom(f"{url}/?window=3600", workdir / f"{run}-chromium")
