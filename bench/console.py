@@ -31,7 +31,7 @@ from pushstream.streams.console.reader import OutcomeReader
 from pushstream.streams.console.store import Store
 from pushstream.streams.console.views import Views
 from pushstream.streams.delivery.deliverer import sample_of
-from pushstream.streams.kafka.admin import create_topics, make_producer
+from pushstream.streams.kafka.admin import ensure_topics, make_producer
 from pushstream.streams.local.samples import sample_events
 
 INSTANCES = ("pushwoosh-a", "pushwoosh-b", "xtremepush-a", "xtremepush-b")
@@ -53,7 +53,7 @@ def _outcomes(n: int, now: float, span: float, seed: int = 1) -> list[Outcome]:
 
 def _ingest(config: Config, workdir: Path, n: int) -> dict[str, Any]:
     topic = config.topic("outcomes")
-    create_topics(config.kafka.broker, [topic, config.topic("samples")], config.kafka.partitions)
+    ensure_topics(config)  # the reader waits for all it reads: outcomes, samples, retry topics
     producer = make_producer(config.kafka.broker)
     for o in _outcomes(n, time.time(), 3600):
         while True:
