@@ -90,17 +90,18 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
                                     reason="the event's integrations object turns this destination off",
                                     at=now, **_names(message_id, instance, sub, derived), **coords) for sub in matched]
         return
-    filtered = instance.filters.apply(tree, message_id)
-    if isinstance(filtered, Dropped):
-        routed.outcomes.append(Outcome(message_id=message_id, status="filtered", instance=instance.name,
-                                       destination=instance.destination.slug, error_code="FILTERED",
-                                       reason=filtered.reason, at=now, message_id_derived=derived, **coords))
-        return
-    if filtered.tree is not tree:  # the mappings read the event as the filters left it
-        tree = filtered.tree
-        matched = [s for s in instance.subscriptions if s.trigger.matches(tree)]
-        if not matched:
-            routed.unmatched.append(instance.name)
+    if instance.filters.count:  # most instances have none: no result object per event for them
+        filtered = instance.filters.apply(tree, message_id)
+        if isinstance(filtered, Dropped):
+            routed.outcomes.append(Outcome(message_id=message_id, status="filtered", instance=instance.name,
+                                           destination=instance.destination.slug, error_code="FILTERED",
+                                           reason=filtered.reason, at=now, message_id_derived=derived, **coords))
+            return
+        if filtered.tree is not tree:  # the mappings read the event as the filters left it
+            tree = filtered.tree
+            matched = [s for s in instance.subscriptions if s.trigger.matches(tree)]
+            if not matched:
+                routed.unmatched.append(instance.name)
     for sub in matched:
         try:
             payload = sub.validate(sub.mapping(tree))
