@@ -7,7 +7,10 @@ Writes: due jobs through `Pipeline.handle_jobs` (outcomes, further retries, dead
         partition until its head is due"), so a job costs one retry record per attempt, never
         one per few seconds of waiting. While the instance's circuit is open the whole take is
         held the same way (see circuit.py). Records behind a held take wait for it (at most
-        `backoff_max`, or the outage). With per-user order (ordering.py) a user's jobs go in the
+        `backoff_max`, or the outage). A held take is written back as it is (same due times) when
+        the worker stops or a rebalance begins: Faust waits for every record a stream holds to be
+        acked before it lets a stop or a rebalance go on, and an open circuit holds for as long as
+        the outage lasts. With per-user order (ordering.py) a user's jobs go in the
         order of its events, one round at a time; a job that an earlier one of its user (retried
         again, or elsewhere on the topic) precedes is written back behind it, unsent.
 Acks:   a take once all of its jobs are written (Faust's `take_events` acks it when the loop asks
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import cast
@@ -34,6 +38,8 @@ from pushstream.streams.kafka.faust_app import PushstreamApp
 from pushstream.streams.kafka.faust_compat import resume_where_read
 
 __all__ = ["RetryAgent"]
+
+log = logging.getLogger(__name__)
 
 
 class RetryAgent(InstanceAgent):
@@ -56,8 +62,9 @@ class RetryAgent(InstanceAgent):
         circuit = self.deliverer.circuit
         if not circuit.open:
             return
+        log.info("instance=%s holds %d jobs while its circuit is open", self.instance.name, len(batch))
         async with self._paused(stream, f"circuit open: {circuit.reason}"):
-            while circuit.open and batch:
+            while circuit.open and batch and not self._releasing(stream):
                 now = time.time()
                 expired = [pair for pair in batch if self._window_end(pair[0]) <= now]
                 if expired:
@@ -69,7 +76,7 @@ class RetryAgent(InstanceAgent):
                     await self._handle([(msgspec.structs.replace(probe, due_at=None), partition)], batch)
                     continue
                 until = min(self._window_end(j) for j, _ in batch)
-                await circuit.wait_closed(timeout=max(0.25, min(circuit.probe_at, until) - time.time()))
+                await circuit.wait_closed(timeout=min(1.0, max(0.25, min(circuit.probe_at, until) - time.time())))
 
     async def run(self, stream: faust.Stream[bytes]) -> None:
         take = self.pipeline.config.pipeline.deliver_batch  # a backlog drains in steps, as the deliver agent's
@@ -80,6 +87,8 @@ class RetryAgent(InstanceAgent):
                     await self._admit(batch)
                 while batch:
                     await self._hold_while_open(stream, batch)  # an outage or a refused key: held, not rewritten
+                    if batch and self._releasing(stream):
+                        await self._write_back(batch)
                     if not batch:
                         break
                     now = time.time()
@@ -94,6 +103,19 @@ class RetryAgent(InstanceAgent):
                         ready = [pair for pair in batch if (pair[0].due_at or 0.0) <= now]
                         batch[:] = [pair for pair in batch if (pair[0].due_at or 0.0) > now]
                     await self._handle([(msgspec.structs.replace(j, due_at=None), p) for j, p in ready], batch)
+
+    @staticmethod
+    def _releasing(stream: faust.Stream[bytes]) -> bool:
+        """The worker is stopping or a rebalance began: a held take must not keep them waiting."""
+        app = stream.app
+        return bool(app.should_stop or app.rebalancing)
+
+    async def _write_back(self, batch: Pairs) -> None:
+        """A held take back on the retry topic, unsent, as it was; then its records may be acked."""
+        log.info("instance=%s %d held jobs written back to the retry topic (stopping or rebalancing)",
+                 self.instance.name, len(batch))
+        await self.pipeline.write_delivery(self.instance, Writes(retries=[job for job, _ in batch]))
+        batch.clear()
 
     async def _admit(self, batch: Pairs) -> None:
         """Per-user order: each user's jobs in the order of its events; those an earlier record of
@@ -127,7 +149,7 @@ class RetryAgent(InstanceAgent):
         """Wait for `due` with this instance's retry partitions paused (or until its circuit opens)."""
         circuit = self.deliverer.circuit
         async with self._paused(stream, f"the retry agent holds a take until a job falls due at {due:.0f}"):
-            while time.time() < due and not circuit.open:
+            while time.time() < due and not circuit.open and not self._releasing(stream):
                 await asyncio.sleep(min(1.0, max(0.0, due - time.time())))
 
     @contextlib.asynccontextmanager

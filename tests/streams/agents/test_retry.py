@@ -14,7 +14,7 @@ from pushstream.codecs.records import decode_jobs
 from pushstream.streams.commands.replay import replay
 from pushstream.streams.kafka.admin import read_topic
 from pushstream.streams.local.broker import LocalBroker
-from pushstream.streams.local.stack import local_config
+from pushstream.streams.local.stack import SANDBOX_PW_KEY, local_config, local_env, start_worker
 from tests.support import (
     SandboxClient,
     Stack,
@@ -166,3 +166,33 @@ def test_a_job_waiting_for_its_backoff_is_not_written_again(faulty: Stack, prefi
     assert len(records) == 10 and set(records.values()) == {1}, records
     requests = sent_for_app(faulty.sandbox, prefix, "APP-FLAKY")
     assert requests[-1]["time"] - requests[0]["time"] >= 8.0
+
+
+def test_sigterm_while_an_open_circuit_holds_jobs_stops_the_worker_and_loses_none(
+        broker: LocalBroker, sandbox: SandboxClient, workdir: Path, prefix: str) -> None:
+    """A refused key holds its instance's jobs in the retry agent's take. Faust waits for every
+    held record to be acked before it stops (or lets a rebalance go on): the worker used to sit
+    in `wait_empty` until killed. Now the take goes back to the retry topic and the worker stops
+    on SIGTERM; restarted once the key is accepted, it delivers every event once."""
+    text = local_config(broker.url, sandbox.url, prefix="held", app_id="pushstream-held",
+                        input_topic="held-events", partitions=4, batch_window=0.2)
+    text = text.split("[[destinations]]")[0] + targeted_instances(sandbox.url, ("held",))  # APP-HELD: refused
+    write_track_mapping(workdir)
+    stack = launch(text, "held", sandbox, workdir)
+    try:
+        stack.produce(targeted_events(prefix, 100, "held"))
+        deadline = time.monotonic() + 60
+        while "instance=pw-held holds" not in stack.worker.output() and time.monotonic() < deadline:
+            time.sleep(0.3)  # parked on the retry topic, then held by the retry agent
+        stack.worker.stop()  # SIGTERM; SIGKILL only after 30 s
+        log = stack.worker.output()
+        assert stack.worker.process.returncode != -9 and "wait_empty: Waiting for tasks" not in log, log[-3000:]
+        assert "instance=pw-held" in log and "held jobs written back to the retry topic" in log
+        sandbox.accept(pushwoosh=(SANDBOX_PW_KEY, "APP-HELD"))
+        stack.worker = start_worker(workdir, workdir / "held.toml", local_env(), name="held")
+        held = stack.outcomes.wait(mine(prefix, "pw-held"), 100, timeout=90)
+        assert collections.Counter(o["status"] for o in held) == {"delivered": 100}
+        assert len({o["message_id"] for o in held}) == 100
+    finally:
+        close(stack)
+
