@@ -196,3 +196,33 @@ def test_sigterm_while_an_open_circuit_holds_jobs_stops_the_worker_and_loses_non
     finally:
         close(stack)
 
+
+
+def test_a_second_worker_joining_during_an_outage_rebalances_and_loses_none(
+        broker: LocalBroker, sandbox: SandboxClient, workdir: Path, prefix: str) -> None:
+    """The first worker holds a refused key's jobs when a second joins the group: the revocation
+    waits for held records to be acked, so the hold goes back to the retry topic and the
+    rebalance completes (both workers log Ready for the new generation). Once the key is
+    accepted, every event is delivered once, by whichever worker owns its partition."""
+    text = local_config(broker.url, sandbox.url, prefix="heldrb", app_id="pushstream-heldrb",
+                        input_topic="heldrb-events", partitions=4, batch_window=0.2)
+    text = text.split("[[destinations]]")[0] + targeted_instances(sandbox.url, ("heldrb",))  # refused
+    write_track_mapping(workdir)
+    stack = launch(text, "heldrb", sandbox, workdir)
+    second = None
+    try:
+        stack.produce(targeted_events(prefix, 100, "heldrb"))
+        deadline = time.monotonic() + 60
+        while "instance=pw-heldrb holds" not in stack.worker.output() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        second = start_worker(workdir, workdir / "heldrb.toml", local_env(), name="heldrb-2")  # waits for Ready
+        assert "held jobs written back to the retry topic" in stack.worker.output()
+        sandbox.accept(pushwoosh=(SANDBOX_PW_KEY, "APP-HELDRB"))
+        held = stack.outcomes.wait(mine(prefix, "pw-heldrb"), 100, timeout=90)
+        assert collections.Counter(o["status"] for o in held) == {"delivered": 100}
+        assert len({o["message_id"] for o in held}) == 100
+        assert "wait_empty: Waiting for tasks" not in stack.worker.output()
+    finally:
+        if second is not None:
+            second.stop()
+        close(stack)
