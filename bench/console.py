@@ -54,7 +54,7 @@ def _outcomes(n: int, now: float, span: float, seed: int = 1) -> list[Outcome]:
 def _ingest(config: Config, workdir: Path, n: int) -> dict[str, Any]:
     topic = config.topic("outcomes")
     ensure_topics(config)  # the reader waits for all it reads: outcomes, samples, retry topics
-    producer = make_producer(config.kafka.broker)
+    producer = make_producer(config.kafka)
     for o in _outcomes(n, time.time(), 3600):
         while True:
             try:

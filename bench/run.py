@@ -226,7 +226,7 @@ class OutcomeCounter:
 
 def produce(config: Config, lines: list[bytes], rate: float | None = None) -> dict[tuple[int, int], float]:
     """Produce lines (at `rate`/s when given); returns (partition, offset) -> produce time."""
-    producer = make_producer(config.kafka.broker)
+    producer = make_producer(config.kafka)
     sent: dict[tuple[int, int], float] = {}
     failed: list[str] = []
     t0 = time.time()

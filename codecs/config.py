@@ -25,6 +25,7 @@ from .fields import Validator, compile_validator
 from .filters import FilterConfig, Filters, compile_filters
 from .fql import Trigger, TriggerError, compile_trigger
 from .intake import IntakeConfig, load_intake
+from .kafka_config import Count, KafkaConfig, Seconds, load_kafka
 from .mapping import Mapping, MappingError, compile_mapping
 from .secret import resolve_env, secret_hook
 
@@ -41,35 +42,6 @@ class ConfigError(ValueError):
         self.errors = errors
         lines = "\n".join(f"  - {e}" for e in errors)
         super().__init__(f"{source} has {len(errors)} mistake{'s' if len(errors) != 1 else ''}:\n{lines}")
-
-
-#: Config numbers that must be positive: a zero batch size or window would stall the stream.
-Count = Annotated[int, msgspec.Meta(ge=1)]
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
-
-
-class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    broker: str = "kafka://127.0.0.1:9092"
-    input_topics: list[str] = msgspec.field(default_factory=lambda: ["segment-events"])
-    topic_prefix: str = "pushstream"
-    partitions: int = 8
-    app_id: str = "pushstream"
-    #: Group membership timings (seconds). Lower them for tests: a broker holds a first join
-    #: for the rebalance timeout.
-    session_timeout: float = 30.0
-    heartbeat_interval: float = 3.0
-    rebalance_timeout: float = 30.0
-    commit_interval: float = 1.0
-    #: Longest a fetch waits for records. Kafka answers as soon as a record arrives, so this
-    #: only bounds idle polls; a broker that always waits the full time (Tansu) adds it to
-    #: every hop, so the local stack lowers it.
-    fetch_max_wait: Seconds = 0.5
-    #: Seek a stalled partition (records wait, nothing moved for 30 s, nothing holds it) back to
-    #: its committed offset. Off: a stall is a bug to report (logged, exported, in /readyz), and
-    #: the crash tests run without this net.
-    stall_reread: bool = False
-    #: Replicas of the topics pushstream creates (1 suits a one-broker cluster; 3 is usual in production).
-    replication_factor: Count = 1
 
 
 class OpsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -389,7 +361,7 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
     top = _convert(data, _Top, "", errors)
     if top is None:
         raise ConfigError([e.lstrip(": ") for e in errors], source)
-    kafka = _convert(top.kafka, KafkaConfig, "kafka", errors)
+    kafka = load_kafka(top.kafka, env, base_dir or Path("."), errors, _convert)
     pipeline = _convert(top.pipeline, PipelineConfig, "pipeline", errors)
     ops = _convert(top.ops, OpsConfig, "ops", errors)
     intake_config = load_intake(top.intake, env, errors, secrets=intake) if top.intake is not None else None
@@ -403,7 +375,7 @@ def load_config(text: str, env: dict[str, str], base_dir: Path | None = None, so
         errors.append(f"destinations: two instances are called {dup!r}")
     if kafka is not None and not kafka.input_topics:
         errors.append("kafka.input_topics: name at least one topic")
-    if errors:
+    if errors or kafka is None:
         raise ConfigError(errors, source)
     return Config(kafka, pipeline, tuple(i for i in instances if i), ops, intake_config, console_config)
 

@@ -62,7 +62,7 @@ def create_app(config: Config) -> PushstreamApp:
     topics = Topics.of(config)
     inputs = app.topic(*k.input_topics, value_type=bytes, value_serializer="raw", key_serializer="raw")
     metrics = Metrics()
-    writer = Writer(k.broker)
+    writer = Writer(k)
     deliverers = {i.name: Deliverer(config, i, metrics) for i in config.instances}
     watch = _partition_watch(app, config, topics, deliverers)
     ops = OpsServer(app, config, metrics, writer, deliverers, watch, config.ops.listen)
@@ -72,7 +72,7 @@ def create_app(config: Config) -> PushstreamApp:
 
     def prepare() -> None:  # when the worker starts, never when the app is built
         ensure_topics(config)
-        dedup.reconcile(k.broker, k.partitions)
+        dedup.reconcile(k, k.partitions)
 
     app.prepare = prepare
     pipeline = Pipeline(config, topics, writer, dedup, metrics)

@@ -92,7 +92,7 @@ class IntakeServer(mode.Service):
         self.intake = intake
         self.sources = list(intake.sources)
         # A record the broker has not taken by the deadline fails, rather than landing after the 503.
-        self.writer = Writer(config.kafka.broker, {"message.timeout.ms": int(intake.produce_timeout * 1000)})
+        self.writer = Writer(config.kafka, {"message.timeout.ms": int(intake.produce_timeout * 1000)})
         self.metrics = IntakeMetrics()
         self.address = parse_listen(intake.listen) or ("127.0.0.1", 8088)
         self._runner: web.AppRunner | None = None

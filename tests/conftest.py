@@ -17,6 +17,7 @@ import pytest
 
 from pushstream.streams.local.broker import LocalBroker, start_broker
 from pushstream.streams.local.stack import local_config, start_sandbox
+from tests.secure_broker import Certs, SecureBroker, make_certs, start_sasl_broker, start_tls_broker
 from tests.support import (
     EXTRA_DESTINATIONS,
     FAULTY_APP_CODES,
@@ -79,6 +80,36 @@ def faulty(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterat
     yield s
     sandbox.clear_faults()
     close(s)
+
+
+@pytest.fixture(scope="session")
+def certs(workdir: Path) -> Certs:
+    """A private CA with the broker's and a client's certificates (and an untrusted CA)."""
+    return make_certs(workdir / "certs")
+
+
+@pytest.fixture(scope="session")
+def tls_broker(workdir: Path, certs: Certs) -> Iterator[SecureBroker]:
+    """A broker reachable only over TLS (its certificate signed by the private CA)."""
+    b = start_tls_broker(workdir, certs, mtls=False)
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def mtls_broker(workdir: Path, certs: Certs) -> Iterator[SecureBroker]:
+    """A broker reachable only over TLS with a client certificate the private CA signed."""
+    b = start_tls_broker(workdir, certs, mtls=True)
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def sasl_broker(workdir: Path) -> Iterator[SecureBroker]:
+    """A broker that requires a SASL/SCRAM login before any request (and accepts none: see secure_broker.py)."""
+    b = start_sasl_broker(workdir)
+    yield b
+    b.stop()
 
 
 @pytest.fixture

@@ -145,7 +145,7 @@ class OutcomeReader:
     """A long-lived reader of the outcome topic (partitions assigned, no consumer group)."""
 
     def __init__(self, config: Config) -> None:
-        self.consumer = make_reader(config.kafka.broker, "tests", log_level=0)
+        self.consumer = make_reader(config.kafka, "tests", log_level=0)
         topic = config.topic("outcomes")
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])

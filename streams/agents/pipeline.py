@@ -80,7 +80,7 @@ class Pipeline:
 
     async def warm_up(self) -> None:
         """Read recent outcomes into dedup (once per process; later calls wait for the first)."""
-        await self.dedup.warm_up(self.config.kafka.broker, self.topics.outcomes, self.config.pipeline.dedup_lookback)
+        await self.dedup.warm_up(self.config.kafka, self.topics.outcomes, self.config.pipeline.dedup_lookback)
 
     async def handle_jobs(self, deliverer: Deliverer, pairs: list[tuple[Job, int]],
                           before_write: Callable[[Writes], None] | None = None) -> list[Record]:

@@ -3,7 +3,8 @@ broker, demo.
 
 A user error ends a command with one line on stderr and a documented exit code, never a
 traceback: 2 a bad config or usage, 3 Kafka unreachable, 4 an input file that cannot be read
-or an unknown instance, 1 records Kafka refused or anything else that failed.
+or an unknown instance, 5 Kafka refused the connection's security (TLS, SASL: the line names
+the cause), 1 records Kafka refused or anything else that failed.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from rich.console import Console
 from pushstream.codecs.config import Config, ConfigError
 from pushstream.codecs.records import STATUSES
 from pushstream.streams import environ
-from pushstream.streams.kafka.admin import BrokerUnreachable, check_broker, ensure_topics
+from pushstream.streams.kafka.admin import BrokerRefused, BrokerUnreachable, check_broker, ensure_topics
 
 __all__ = ["main"]
 
-EXIT_FAILED, EXIT_CONFIG, EXIT_BROKER, EXIT_INPUT = 1, 2, 3, 4
+EXIT_FAILED, EXIT_CONFIG, EXIT_BROKER, EXIT_INPUT, EXIT_SECURITY = 1, 2, 3, 4, 5
 BUILTIN = "<built-in>"
 
 
@@ -45,7 +46,7 @@ def _config(args: argparse.Namespace, broker: bool = False, intake: bool = False
     except ConfigError as exc:
         raise UserError(str(exc), EXIT_CONFIG) from None
     if broker:
-        check_broker(config.kafka.broker)
+        check_broker(config.kafka)
     return config
 
 
@@ -87,7 +88,9 @@ def cmd_intake(args: argparse.Namespace) -> None:
         raise UserError(f"{args.config} has no [intake] section (listen, and [[intake.sources]] with name, "
                         "write_key, topic)", EXIT_CONFIG)
     try:
-        check_broker(config.kafka.broker)
+        check_broker(config.kafka)
+    except BrokerRefused:  # credentials and certificates do not heal by waiting: refuse to start
+        raise
     except BrokerUnreachable as exc:  # requests will get 503 until it answers; say so, keep serving
         print(f"pushstream: warning: {exc}", file=sys.stderr)
     level = args.loglevel.upper()
@@ -116,7 +119,7 @@ def cmd_produce(args: argparse.Namespace) -> None:
         lines, numbers = read_lines(args.file)
     except OSError as exc:
         raise UserError(f"cannot read {args.file}: {exc.strerror or exc}", EXIT_INPUT) from None
-    check_broker(config.kafka.broker)
+    check_broker(config.kafka)
     ensure_topics(config)
     topic = args.topic or config.kafka.input_topics[0]
     try:
@@ -136,7 +139,7 @@ def cmd_outcomes(args: argparse.Namespace) -> None:
     summary = Summary()
     console = Console(stderr=True)
     with console.status("reading outcomes…") if args.summary and console.is_terminal else contextlib.nullcontext():
-        for outcome, raw in read_outcomes(config.kafka.broker, config.topic("outcomes"), since=since,
+        for outcome, raw in read_outcomes(config.kafka, config.topic("outcomes"), since=since,
                                           follow=args.follow, idle=args.idle, max_wait=args.max_wait):
             if outcome is None or not keep(outcome):
                 continue
@@ -175,6 +178,12 @@ def cmd_check(args: argparse.Namespace) -> None:
     from pushstream.codecs.tester import builtin_events
     from pushstream.streams.commands.preview import check_credentials, send_test
 
+    if args.instance is None:
+        config = _config(args, broker=True)
+        k = config.kafka
+        how = k.security_protocol + (f", {k.sasl_mechanism}" if k.sasl_mechanism else "")
+        print(f"kafka: {k.broker} ({how}): connected and authorised to list topics")
+        return
     config = _config(args)
     _instance(config, args.instance)
     if args.send_test is None:
@@ -283,8 +292,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("preview", cmd_preview, "show the HTTP requests events would cause (no Kafka)")
     p.add_argument("file", nargs="?", default="-")
-    p = add("check", cmd_check, "check an instance's credentials, or send it a test event")
-    p.add_argument("instance")
+    p = add("check", cmd_check, "check an instance's credentials, or send it a test event; without an "
+                                "instance, check the connection to Kafka (TLS, SASL)")
+    p.add_argument("instance", nargs="?")
     p.add_argument("--send-test", nargs="?", const=BUILTIN, metavar="FILE",
                    help="send one real test event (built in, or FILE's) and print requests and raw responses")
     p = add("replay", cmd_replay, "send failed (or, after a fix, rejected) jobs again, past dedup")
@@ -318,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
         args.fn(args)
     except UserError as exc:
         _fail(str(exc), exc.code)
+    except BrokerRefused as exc:
+        _fail(str(exc), EXIT_SECURITY)
     except BrokerUnreachable as exc:
         _fail(str(exc), EXIT_BROKER)
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pushstream.codecs.records import TERMINAL, Outcome, decode_outcome
-from pushstream.streams.kafka.admin import make_reader
+from pushstream.streams.kafka.admin import Cluster, make_reader
 
 __all__ = ["OutcomeFilter", "Summary", "read_outcomes"]
 
@@ -104,12 +104,12 @@ class Summary:
             console.print(lat)
 
 
-def read_outcomes(broker_url: str, topic: str, *, since: float | None = None, follow: bool = False,
+def read_outcomes(cluster: Cluster, topic: str, *, since: float | None = None, follow: bool = False,
                   idle: float = 3.0, max_wait: float | None = None) -> Iterator[tuple[Outcome | None, bytes]]:
     """(outcome, raw value) pairs from `topic` (None for a record that is not an outcome): from
     `since` (unix seconds; the start when None) until no record came for `idle` seconds, or
     until interrupted with `follow`."""
-    consumer = make_reader(broker_url, "pushstream-outcomes")
+    consumer = make_reader(cluster, "pushstream-outcomes")
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         parts = list(metadata.topics[topic].partitions) if topic in metadata.topics else []

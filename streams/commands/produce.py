@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pushstream.codecs.config import Config
 from pushstream.codecs.spec import input_key
+from pushstream.streams.kafka.security import Cluster
 from pushstream.streams.kafka.writer import Record, WriteError, Writer
 
 __all__ = ["ProduceError", "produce_lines", "read_lines"]
@@ -55,7 +56,7 @@ def produce_lines(config: Config, lines: Sequence[bytes], topic: str | None = No
     with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   disable=not progress, transient=True) as bar:
         task = bar.add_task("produce", total=len(lines))
-        coords, refused = asyncio.run(_write(config.kafka.broker, records, timeout,
+        coords, refused = asyncio.run(_write(config.kafka, records, timeout,
                                              lambda n: bar.update(task, completed=n)))
     if refused:
         shown = "; ".join(f"line {numbers[i]}: {why}" for i, why in refused[:5])
@@ -64,7 +65,7 @@ def produce_lines(config: Config, lines: Sequence[bytes], topic: str | None = No
     return coords
 
 
-async def _write(broker: str, records: list[Record], timeout: float, done: Callable[[int], object],
+async def _write(broker: Cluster, records: list[Record], timeout: float, done: Callable[[int], object],
                  chunk: int = 2_000) -> tuple[list[tuple[int, int] | None], list[tuple[int, str]]]:
     """Write in chunks (the progress bar moves per chunk): each record's (partition, offset), and
     the refused records' (index, reason)."""

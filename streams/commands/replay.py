@@ -9,7 +9,7 @@ import msgspec
 
 from pushstream.codecs.config import Config
 from pushstream.codecs.records import decode_dead_letter
-from pushstream.streams.kafka.admin import read_topic
+from pushstream.streams.kafka.admin import Cluster, read_topic
 from pushstream.streams.kafka.writer import Record, Writer, job_record
 
 __all__ = ["replay"]
@@ -24,7 +24,7 @@ def replay(config: Config, *, instance: str | None = None, action: str | None = 
     records: list[Record] = []
     names = {i.name for i in config.instances}
     sent: collections.Counter[str] = collections.Counter()
-    for _, _, _, _, value in read_topic(config.kafka.broker, [config.topic("deadletter")], idle_timeout=idle):
+    for _, _, _, _, value in read_topic(config.kafka, [config.topic("deadletter")], idle_timeout=idle):
         try:
             dl = decode_dead_letter(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -43,11 +43,11 @@ def replay(config: Config, *, instance: str | None = None, action: str | None = 
                                         replay=True)
         records.append(job_record(config.topic("jobs", job.instance), fresh))
     if records and not dry_run:
-        asyncio.run(_write(config.kafka.broker, records))
+        asyncio.run(_write(config.kafka, records))
     return sent
 
 
-async def _write(broker: str, records: list[Record]) -> None:
+async def _write(broker: Cluster, records: list[Record]) -> None:
     writer = Writer(broker)
     try:
         await asyncio.wait_for(writer.write(records), 30)

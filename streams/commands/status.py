@@ -30,7 +30,7 @@ WINDOWS = (60, 300, 900)  # seconds: the last 1, 5 and 15 minutes
 
 def _lag(config: Config, topics: list[str]) -> dict[str, int]:
     """Per topic: records past the worker group's committed offsets."""
-    consumer = make_reader(config.kafka.broker, config.kafka.app_id)
+    consumer = make_reader(config.kafka, config.kafka.app_id)
     try:
         metadata = consumer.list_topics(timeout=10)
         parts = [TopicPartition(t, p) for t in topics if t in metadata.topics for p in metadata.topics[t].partitions]
@@ -70,7 +70,7 @@ def gather(config: Config, now: float | None = None) -> dict[str, Any]:
     windows: dict[str, dict[int, collections.Counter[str]]] = {
         n: {w: collections.Counter() for w in WINDOWS} for n in names}
     last_error: dict[str, dict[str, Any]] = {}
-    for outcome, _ in read_outcomes(config.kafka.broker, config.topic("outcomes"), since=now - max(WINDOWS),
+    for outcome, _ in read_outcomes(config.kafka, config.topic("outcomes"), since=now - max(WINDOWS),
                                     idle=2.0, max_wait=30.0):
         if outcome is None or outcome.instance not in windows:
             continue

@@ -72,9 +72,9 @@ class OutcomeReader:
 
     def _run(self) -> None:
         store = Store(self.db_path)
-        consumer = make_reader(self.config.kafka.broker, "pushstream-console")
+        consumer = make_reader(self.config.kafka, "pushstream-console")
         # Asks the workers' group for its committed offsets; never joins it or commits.
-        self._committed = make_reader(self.config.kafka.broker, self.config.kafka.app_id)
+        self._committed = make_reader(self.config.kafka, self.config.kafka.app_id)
         try:
             self._assign(consumer, store)
             self._ends = {k: v for k, v in store.offsets().items() if k[0] in self.retry_topics}

@@ -16,15 +16,21 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not in its __all__
 
 from pushstream.codecs.config import Config
+from pushstream.streams.kafka.security import Cluster, as_kafka, bootstrap, client_config, explain
 
-__all__ = ["BrokerUnreachable", "bootstrap", "changelog_ends", "check_broker", "create_topics", "ensure_topics",
-           "key_partition", "make_producer", "make_reader", "pipeline_topics", "quiet", "read_since", "read_topic"]
+__all__ = ["BrokerRefused", "BrokerUnreachable", "Cluster", "bootstrap", "changelog_ends", "check_broker",
+           "create_topics", "ensure_topics", "key_partition", "make_producer", "make_reader", "pipeline_topics",
+           "quiet", "read_since", "read_topic"]
 
 BROKER_CHECK_TIMEOUT = 8.0  # seconds a command waits for the broker before saying it cannot reach it
 
 
 class BrokerUnreachable(Exception):
     """Kafka did not answer; the message is one line for people (no librdkafka log spam)."""
+
+
+class BrokerRefused(BrokerUnreachable):
+    """Kafka answered but the connection's security failed (TLS, SASL): the line names the cause."""
 
 
 def quiet(conf: dict[str, object]) -> Any:
@@ -34,11 +40,14 @@ def quiet(conf: dict[str, object]) -> Any:
     return {"log_level": 0, "error_cb": lambda err: None, **conf}
 
 
-def check_broker(broker_url: str, timeout: float = BROKER_CHECK_TIMEOUT) -> None:
-    """Raise `BrokerUnreachable` with one line saying why unless the broker answers within `timeout`.
+def check_broker(cluster: Cluster, timeout: float = BROKER_CHECK_TIMEOUT) -> None:
+    """Raise `BrokerUnreachable` with one line saying why unless the broker answers within `timeout`
+    (`BrokerRefused` when it answers but TLS or SASL fails: the line names the cause, not the secret).
 
     A TCP connect to each bootstrap address first: librdkafka only says "transport failure",
     while the socket says refused, unresolvable or silent, and a refusal is known at once."""
+    kafka = as_kafka(cluster)
+    broker_url = kafka.broker
     deadline = time.monotonic() + timeout
     problems: list[str] = []
     for address in bootstrap(broker_url).split(","):
@@ -57,19 +66,20 @@ def check_broker(broker_url: str, timeout: float = BROKER_CHECK_TIMEOUT) -> None
             problems.append(str(exc) or type(exc).__name__)
     if problems:
         raise BrokerUnreachable(f"cannot reach Kafka at {broker_url}: {problems[0]} — is the broker running?")
-    admin = AdminClient(quiet({"bootstrap.servers": bootstrap(broker_url)}))
+    reports: list[str] = []
+    admin: AdminClient | None = None
     try:
+        admin = AdminClient(quiet({**client_config(kafka), "error_cb": lambda err: reports.append(err.str())}))
         admin.list_topics(timeout=max(0.5, deadline - time.monotonic()))
     except KafkaException as exc:
         why = exc.args[0].str() if exc.args else str(exc)
+        if admin is not None:
+            admin.poll(0.2)  # serves the error callback, which holds the connection's own reasons
+        cause = explain([why, *reports], kafka)
+        if cause is not None:
+            raise BrokerRefused(f"Kafka at {broker_url} ({kafka.security_protocol}): {cause}") from None
         raise BrokerUnreachable(f"cannot reach Kafka at {broker_url}: it accepts connections but does not answer "
                                 f"as Kafka ({why})") from None
-
-
-def bootstrap(broker_url: str) -> str:
-    """`kafka://host:port;kafka://host2:port` (Faust style) -> `host:port,host2:port`."""
-    parts = [p.strip() for p in broker_url.replace(";", ",").split(",") if p.strip()]
-    return ",".join(p.split("://", 1)[-1] for p in parts)
 
 
 def pipeline_topics(config: Config) -> list[str]:
@@ -82,14 +92,14 @@ def pipeline_topics(config: Config) -> list[str]:
 
 def ensure_topics(config: Config, timeout: float = 30.0) -> list[str]:
     """Create the pipeline's missing topics with the configured partition count; returns those created."""
-    return create_topics(config.kafka.broker, pipeline_topics(config), config.kafka.partitions, timeout,
+    return create_topics(config.kafka, pipeline_topics(config), config.kafka.partitions, timeout,
                          config.kafka.replication_factor)
 
 
-def create_topics(broker_url: str, names: list[str], partitions: int, timeout: float = 30.0,
+def create_topics(cluster: Cluster, names: list[str], partitions: int, timeout: float = 30.0,
                   replication_factor: int = 1) -> list[str]:
     """Create the topics in `names` that do not exist yet; returns the ones created."""
-    admin = AdminClient(quiet({"bootstrap.servers": bootstrap(broker_url)}))
+    admin = AdminClient(quiet(client_config(cluster)))
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -111,10 +121,10 @@ def create_topics(broker_url: str, names: list[str], partitions: int, timeout: f
     return missing
 
 
-def make_producer(broker_url: str, **extra: object) -> Producer:
-    # murmur2_random: the Java client's (and aiokafka's) partitioner, so a key lands on the
-    # same partition whoever writes it.
-    conf: dict[str, object] = {"bootstrap.servers": bootstrap(broker_url), "linger.ms": 5,
+def make_producer(cluster: Cluster, **extra: object) -> Producer:
+    """A producer acked by all replicas. murmur2_random: the Java client's (and aiokafka's)
+    partitioner, so a key lands on the same partition whoever writes it."""
+    conf: dict[str, object] = {**client_config(cluster), "linger.ms": 5,
                                "enable.idempotence": False, "acks": "all", "partitioner": "murmur2_random"}
     conf.update(extra)
     return Producer(quiet(conf))
@@ -128,7 +138,7 @@ def key_partition(key: bytes, partitions: int) -> int:
     return int((murmur2(key) & 0x7FFFFFFF) % partitions)
 
 
-def read_topic(broker_url: str, topics: Iterable[str], *, idle_timeout: float = 2.0,
+def read_topic(cluster: Cluster, topics: Iterable[str], *, idle_timeout: float = 2.0,
                max_wait: float = 60.0) -> Iterator[tuple[str, int, int, bytes | None, bytes]]:
     """Yield (topic, partition, offset, key, value) from the beginning of `topics` until no record
     arrives for `idle_timeout` seconds (or `max_wait` passes).
@@ -136,7 +146,7 @@ def read_topic(broker_url: str, topics: Iterable[str], *, idle_timeout: float = 
     Partitions are assigned directly, not through a consumer group: a reader never waits for a
     group join and never moves anyone's committed offsets.
     """
-    consumer = _reader(broker_url)
+    consumer = _reader(cluster)
     try:
         metadata = consumer.list_topics(timeout=10)
         consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING)
@@ -147,14 +157,14 @@ def read_topic(broker_url: str, topics: Iterable[str], *, idle_timeout: float = 
         consumer.close()
 
 
-def read_since(broker_url: str, topic: str, since_ms: int, timeout: float = 60.0) -> Iterator[bytes]:
+def read_since(cluster: Cluster, topic: str, since_ms: int, timeout: float = 60.0) -> Iterator[bytes]:
     """Values of `topic` written at or after `since_ms` (unix ms), up to the end of every partition.
 
     The end is where the broker's fetch responses put it (librdkafka's partition EOF), not the
     ListOffsets answer: the local broker (Tansu) answers that with the start of the last
     record batch, below records it has already served.
     """
-    consumer = _reader(broker_url, eof=True)
+    consumer = _reader(cluster, eof=True)
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         if topic not in metadata.topics:
@@ -181,19 +191,19 @@ def read_since(broker_url: str, topic: str, since_ms: int, timeout: float = 60.0
         consumer.close()
 
 
-def read_uncommitted(broker_url: str, group_id: str, topic: str, partitions: list[int],
+def read_uncommitted(cluster: Cluster, group_id: str, topic: str, partitions: list[int],
                      timeout: float = 60.0) -> list[tuple[int, bytes]]:
     """The (partition, value) of each record of `partitions` past `group_id`'s committed offset (what
     its consumer has still to read), up to the end the fetch responses give (partition EOF; see
     `read_since`). A partition without a committed offset is read from its start."""
     if not partitions:
         return []
-    committed_by = make_reader(broker_url, group_id)
+    committed_by = make_reader(cluster, group_id)
     try:
         committed = committed_by.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
     finally:
         committed_by.close()
-    consumer = _reader(broker_url, eof=True)
+    consumer = _reader(cluster, eof=True)
     records: list[tuple[int, bytes]] = []
     try:
         consumer.assign([TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
@@ -218,9 +228,9 @@ def read_uncommitted(broker_url: str, group_id: str, topic: str, partitions: lis
     return records
 
 
-def changelog_ends(broker_url: str, topic: str, partitions: list[int]) -> dict[int, int]:
+def changelog_ends(cluster: Cluster, topic: str, partitions: list[int]) -> dict[int, int]:
     """Each partition's end offset (the next offset to be written); 0 for a missing topic."""
-    consumer = _reader(broker_url)
+    consumer = _reader(cluster)
     try:
         found = consumer.list_topics(topic, timeout=10).topics.get(topic)
         held = set(found.partitions) if found is not None and found.error is None else set()
@@ -230,21 +240,21 @@ def changelog_ends(broker_url: str, topic: str, partitions: list[int]) -> dict[i
         consumer.close()
 
 
-def make_reader(broker_url: str, group_id: str = "pushstream-reader", **extra: object) -> Consumer:
+def make_reader(cluster: Cluster, group_id: str = "pushstream-reader", **extra: object) -> Consumer:
     """A consumer for reading topics by assignment: no auto commit, and short fetch waits.
 
     fetch.wait.max.ms: Kafka answers a fetch as soon as records arrive, but the local broker
     (Tansu) holds every fetch for the full wait (500 ms by default), which a reader would add
     to everything it reads or measures.
     """
-    conf: dict[str, object] = {"bootstrap.servers": bootstrap(broker_url), "group.id": group_id,
+    conf: dict[str, object] = {**client_config(cluster), "group.id": group_id,
                                "enable.auto.commit": False, "fetch.wait.max.ms": 50}
     conf.update(extra)
     return Consumer(quiet(conf))
 
 
-def _reader(broker_url: str, eof: bool = False) -> Consumer:
-    return make_reader(broker_url, "pushstream-reader", **{"enable.partition.eof": eof})
+def _reader(cluster: Cluster, eof: bool = False) -> Consumer:
+    return make_reader(cluster, "pushstream-reader", **{"enable.partition.eof": eof})
 
 
 def _until_quiet(consumer: Consumer, idle: float, max_wait: float) -> Iterator[Any]:

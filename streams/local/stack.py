@@ -27,9 +27,10 @@ _PW_SETTINGS = f'pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = 
 
 def local_config(broker_url: str, sandbox_url: str, *, prefix: str = "pushstream", app_id: str = "pushstream",
                  input_topic: str = "segment-events", partitions: int = 4, batch_window: float = 1.0,
-                 extra_pipeline: str = "", extra_destinations: str = "") -> str:
+                 extra_pipeline: str = "", extra_destinations: str = "", extra_kafka: str = "") -> str:
     """A config for the local stack: one Pushwoosh and one Xtremepush instance on the sandbox.
-    Secrets come from the environment, as in production (see `local_env`)."""
+    Secrets come from the environment, as in production (see `local_env`); `extra_kafka` adds
+    [kafka] keys (a TLS or SASL broker's)."""
     return f"""
 [kafka]
 broker = "{broker_url}"
@@ -42,6 +43,7 @@ heartbeat_interval = 1.0
 rebalance_timeout = 3.0
 commit_interval = 0.5
 fetch_max_wait = 0.02
+{extra_kafka}
 
 [pipeline]
 batch_window = {batch_window}
