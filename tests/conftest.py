@@ -26,6 +26,7 @@ from tests.support import (
     Stack,
     close,
     launch,
+    needs_tool,
     targeted_instances,
     write_track_mapping,
 )
@@ -85,12 +86,14 @@ def faulty(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterat
 @pytest.fixture(scope="session")
 def certs(workdir: Path) -> Certs:
     """A private CA with the broker's and a client's certificates (and an untrusted CA)."""
+    needs_tool("openssl")
     return make_certs(workdir / "certs")
 
 
 @pytest.fixture(scope="session")
 def tls_broker(workdir: Path, certs: Certs) -> Iterator[SecureBroker]:
     """A broker reachable only over TLS (its certificate signed by the private CA)."""
+    needs_tool("stunnel")
     b = start_tls_broker(workdir, certs, mtls=False)
     yield b
     b.stop()
@@ -99,6 +102,7 @@ def tls_broker(workdir: Path, certs: Certs) -> Iterator[SecureBroker]:
 @pytest.fixture(scope="session")
 def mtls_broker(workdir: Path, certs: Certs) -> Iterator[SecureBroker]:
     """A broker reachable only over TLS with a client certificate the private CA signed."""
+    needs_tool("stunnel")
     b = start_tls_broker(workdir, certs, mtls=True)
     yield b
     b.stop()

@@ -264,3 +264,43 @@ def test_oidc_tokens_are_fetched_reused_and_refreshed() -> None:
             assert "401" in str(err.value) and "oidc-secret-77" not in str(err.value) + repr(refused)
 
     asyncio.run(body())
+
+
+# --- what Faust hands aiokafka is what librdkafka gets -------------------------------------------------
+
+@pytest.mark.parametrize("protocol, mechanism", [("PLAINTEXT", None), ("SSL", None), ("SASL_PLAINTEXT", "PLAIN"),
+                                                 ("SASL_SSL", "SCRAM-SHA-512"), ("SASL_SSL", "OAUTHBEARER")])
+def test_faust_gives_aiokafka_the_same_security(protocol: str, mechanism: str | None, certs: Any) -> None:
+    import ssl
+
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from pushstream.codecs.kafka_config import KafkaConfig, librdkafka_options
+    from pushstream.codecs.secret import Secret
+    from pushstream.streams.kafka.security import faust_settings
+
+    tls = protocol.endswith("SSL")
+    settings: dict[str, Any] = {"security_protocol": protocol}
+    if tls:
+        settings.update(ssl_ca_file=str(certs.ca), ssl_cert_file=str(certs.client_cert),
+                        ssl_key_file=str(certs.client_key), ssl_key_password=Secret(KEY_PASSWORD))
+    if mechanism == "OAUTHBEARER":
+        settings.update(sasl_mechanism=mechanism, sasl_oauthbearer_token_endpoint_url="https://idp.example/token",
+                        sasl_oauthbearer_client_id="cid", sasl_oauthbearer_client_secret=Secret("csecret"))
+    elif mechanism:
+        settings.update(sasl_mechanism=mechanism, sasl_username="svc", sasl_password=Secret(SASL_PASSWORD))
+    kafka = KafkaConfig(**settings)
+    auth = credentials_to_aiokafka_auth(faust_settings(kafka).get("broker_credentials"))
+    lib = librdkafka_options(kafka)
+    assert auth["security_protocol"] == lib["security.protocol"] == protocol
+    assert auth.get("sasl_mechanism") == lib.get("sasl.mechanism")
+    if mechanism in ("PLAIN", "SCRAM-SHA-512"):
+        assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == (lib["sasl.username"], lib["sasl.password"])
+    if mechanism == "OAUTHBEARER":
+        assert isinstance(auth["sasl_oauth_token_provider"], OidcTokenProvider)
+    context = auth.get("ssl_context")
+    assert (context is not None) == tls
+    if context is not None:
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        assert [dict(x[0] for x in c["subject"]) for c in context.get_ca_certs()] == [{"commonName": "pushstream ca"}]
+    _no_secret(repr(faust_settings(kafka)), repr(kafka))
