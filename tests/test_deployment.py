@@ -74,7 +74,8 @@ def test_docker_compose_accepts_the_file_and_wires_health_metrics_and_the_sandbo
                                  "XTREMEPUSH_API_KEY": "x", "KAFKA_REPLICATION_FACTOR": "3"})
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert set(services) == {"kafka", "worker", "intake", "console", "prometheus", "sandbox", "worker-sandbox"}
+    assert set(services) == {"kafka", "worker", "intake", "console", "prometheus", "sandbox", "worker-sandbox",
+                             "kafka-secure", "sandbox-secure", "worker-secure"}  # docker-compose 1.29 lists every profile
     console = services["console"]
     assert console["entrypoint"] == ["pushstream", "console"] and "/healthz" in " ".join(console["healthcheck"]["test"])
     assert console["environment"]["PUSHSTREAM_CONSOLE_LISTEN"] == "0.0.0.0:8089"
@@ -99,3 +100,63 @@ def test_the_local_example_loads_with_the_sandbox_keys() -> None:
                               {"PUSHWOOSH_API_KEY": "sandbox-pushwoosh-key", "XTREMEPUSH_API_KEY": "sandbox-xtremepush-key"})
     assert [i.name for i in config.instances] == ["pushwoosh-sandbox", "xtremepush-sandbox"]
     assert (ROOT / "examples" / "events.jsonl").read_text().count("\n") >= 20
+
+
+KAFKA_EXAMPLES_ENV = {"PUSHWOOSH_API_KEY": "k", "PUSHWOOSH_APP_CODE": "a", "CONFLUENT_API_KEY": "ck",
+                      "CONFLUENT_API_SECRET": "cs", "MSK_USERNAME": "mu", "MSK_PASSWORD": "mp", "KAFKA_USERNAME": "ku",
+                      "KAFKA_PASSWORD": "kp", "OIDC_CLIENT_ID": "oi", "OIDC_CLIENT_SECRET": "os",
+                      "KAFKA_SCRAM_PASSWORD": "sp"}
+
+
+def test_the_kafka_examples_load_with_their_env_vars(tmp_path: Path) -> None:
+    """Each managed-Kafka example is a whole config that loads once its env vars and files exist."""
+    examples = sorted((ROOT / "examples" / "kafka").glob("*.toml"))
+    assert {p.stem for p in examples} >= {"confluent-cloud", "msk-scram", "aiven-mtls", "scram-redpanda-strimzi",
+                                         "oauthbearer-oidc", "compose-secure"}
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    for name in ("aiven/ca.pem", "aiven/service.cert", "aiven/service.key", "strimzi/ca.crt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(pem)
+    seen = {}
+    for example in examples:
+        text = example.read_text().replace('"/certs/ca.pem"', f'"{tmp_path / "aiven/ca.pem"}"')
+        for var in KAFKA_EXAMPLES_ENV:  # every variable the example reads is named in its header
+            if f"${{{var}}}" in text and not var.startswith("PUSHWOOSH"):
+                assert var in text.split("[kafka]")[0], f"{example.name}: {var} not in the header"
+        (tmp_path / example.name).write_text(text)
+        seen[example.stem] = load_config_file(tmp_path / example.name, KAFKA_EXAMPLES_ENV).kafka
+    assert seen["confluent-cloud"].sasl_mechanism == "PLAIN" and seen["msk-scram"].sasl_mechanism == "SCRAM-SHA-512"
+    assert seen["aiven-mtls"].security_protocol == "SSL" and seen["aiven-mtls"].ssl_cert_file
+    assert seen["oauthbearer-oidc"].sasl_mechanism == "OAUTHBEARER"
+    assert all(k.security_protocol in ("SSL", "SASL_SSL") for k in seen.values())
+
+
+def test_docker_compose_secure_profile_is_sasl_ssl_only() -> None:
+    """The secure profile's broker listens for SASL_SSL (SCRAM-SHA-512) only, and its worker uses the example."""
+    needs_tool("docker-compose")
+    result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--profile", "secure",
+                             "config"], capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ["PATH"], "KAFKA_SCRAM_PASSWORD": "pw"})
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"kafka-secure", "sandbox-secure", "worker-secure"} <= set(services)
+    worker = services["worker-secure"]
+    assert worker["environment"]["PUSHSTREAM_CONFIG"] == "/config/kafka/compose-secure.toml"
+    assert worker["environment"]["KAFKA_SCRAM_PASSWORD"] == "pw"
+    assert "--add-scram" in " ".join(services["kafka-secure"]["command"])
+    props = (ROOT / "deploy" / "kafka-secure" / "server.properties").read_text()
+    assert "listener.security.protocol.map=SECURE:SASL_SSL,HOST:SASL_SSL,CONTROLLER:PLAINTEXT" in props
+    assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in props
+    assert (ROOT / "deploy" / "kafka-secure" / "make-certs.sh").stat().st_mode & 0o111
+
+
+def test_the_compose_certificate_script_makes_what_the_broker_reads(tmp_path: Path) -> None:
+    import shutil
+    needs_tool("openssl")
+    shutil.copy(ROOT / "deploy" / "kafka-secure" / "make-certs.sh", tmp_path / "make-certs.sh")
+    subprocess.run(["bash", str(tmp_path / "make-certs.sh")], check=True, capture_output=True, timeout=60)
+    keystore = (tmp_path / "certs" / "broker-keystore.pem").read_text()
+    assert "BEGIN CERTIFICATE" in keystore and "BEGIN PRIVATE KEY" in keystore
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "certs" / "ca.pem"),
+                             str(tmp_path / "certs" / "broker.pem")], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
