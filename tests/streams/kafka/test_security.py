@@ -304,3 +304,13 @@ def test_faust_gives_aiokafka_the_same_security(protocol: str, mechanism: str | 
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
         assert [dict(x[0] for x in c["subject"]) for c in context.get_ca_certs()] == [{"commonName": "pushstream ca"}]
     _no_secret(repr(faust_settings(kafka)), repr(kafka))
+
+
+def test_the_intake_refuses_to_start_when_kafka_refuses_it(mtls_broker: SecureBroker, sandbox: SandboxClient,
+                                                            workdir: Path) -> None:
+    """Unlike a broker that is down (the intake serves 503s until it is back), a refusal does not heal by waiting."""
+    extra = (f'\n[intake]\nlisten = "127.0.0.1:{free_port()}"\n[[intake.sources]]\nname = "web"\n'
+             f'write_key = "wk-literal"\ntopic = "mtls-intake-events"\n')
+    path = _write(workdir, "mtls-intake", mtls_broker.url, sandbox.url,
+                  mtls_broker.kafka_toml(ssl_cert_file=None, ssl_key_file=None, ssl_key_password=None), extra)
+    _refused(path, "requires a client certificate", command="intake")
