@@ -16,7 +16,8 @@
    (measured the same way).
 4. scale-out: end to end with two workers in one group, REPEAT times (min-median-max printed:
    the figure the shared machine moves most).
-5. intake: events/s through `pushstream intake`'s /v1/batch against a bare producer (bench/intake.py).
+5. slow APIs: both instances with the sandbox answering at once and in 50, 200, 500 ms (bench/slow_api.py).
+6. intake: events/s through `pushstream intake`'s /v1/batch against a bare producer (bench/intake.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from pushstream.streams.local.stack import Proc, local_config, local_env, start_
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from console import run_console  # noqa: E402  (bench/ is a folder of scripts, not a package)
 from intake import run_intake  # noqa: E402
+from slow_api import run_slow_api, slow_api_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle"
@@ -296,10 +298,12 @@ def cpu_seconds(pid: int) -> float:
 
 def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: list[bytes], workers: int,
               latency_seconds: float, window: float, sandbox: Proc | None = None,
-              ordering: str = "unordered") -> dict[str, Any]:
-    text = pushwoosh_only(broker.url, sandbox_url, prefix=name, app_id=name, input_topic=f"{name}-in",
-                          partitions=8, batch_window=window)
-    text = text.replace('type = "pushwoosh"\n', f'type = "pushwoosh"\nordering = "{ordering}"\n', 1)
+              ordering: str = "unordered", text: str | None = None) -> dict[str, Any]:
+    """One stage on `text` (default: the Pushwoosh-only config named after the stage)."""
+    if text is None:
+        text = pushwoosh_only(broker.url, sandbox_url, prefix=name, app_id=name, input_topic=f"{name}-in",
+                              partitions=8, batch_window=window)
+        text = text.replace('type = "pushwoosh"\n', f'type = "pushwoosh"\nordering = "{ordering}"\n', 1)
     path = workdir / f"{name}.toml"
     path.write_text(text)
     config = load_config(text, local_env())
@@ -355,6 +359,7 @@ def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: li
             result.update(offered_rate=round(rate), latency_p50_ms=round(statistics.median(lat), 1),
                           latency_p99_ms=round(lat[int(len(lat) * 0.99) - 1], 1))
         result["peak_rss_mb"] = max(peak_rss_mb(p) for p in procs)
+        result["in_flight_limit"] = in_flight_limits(procs)
         if counter.skipped:
             result["reader_skipped"] = counter.skipped
         return result
@@ -362,6 +367,21 @@ def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: li
         counter.close()
         for p in procs:
             p.stop()
+
+
+def in_flight_limits(procs: list[Proc]) -> dict[str, int]:
+    """Each instance's adapted in-flight limit, from the workers' /metrics (the highest of the workers)."""
+    limits: dict[str, int] = {}
+    for proc in procs:
+        try:
+            text = httpx.get(f"{proc.ops_url}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("pushstream_in_flight_limit{"):
+                instance = line.split('instance="', 1)[1].split('"', 1)[0]
+                limits[instance] = max(limits.get(instance, 0), int(float(line.rsplit(" ", 1)[1])))
+    return limits
 
 
 def run_floor(broker: Any, workdir: Path, lines: list[bytes], name: str = "floor") -> dict[str, Any]:
@@ -445,6 +465,7 @@ def main() -> None:
         busy = cores_busy(results["end_to_end"])
         results["two_workers"]["cores_allow"] = round(min(2.0, (os.cpu_count() or 1) / busy), 2) if busy else None
         results["requests_sent"] = len(httpx.get(f"{url}/_sandbox/requests", timeout=30).json())
+        results["slow_api"] = run_slow_api(broker, url, workdir, run_stack, corpus, args.quick)
         results["intake"] = run_intake(broker, local_config(broker.url, url), workdir, 2_000 if args.quick else 20_000)
         results["console"] = run_console(local_config(broker.url, url, prefix=f"bench-console-{os.getpid()}"),
                                          args.quick)
@@ -486,6 +507,7 @@ def table(r: dict[str, Any]) -> str:
             ("cores busy, 1 worker", f"{cores_busy(r['end_to_end']):.2f}", cores(r["end_to_end"])),
             ("cores busy, 2 workers", f"{cores_busy(r['two_workers']):.2f}", cores(r["two_workers"])),
             ("HTTP requests sent", str(r["requests_sent"]), ""),
+            *slow_api_rows(r["slow_api"]),
             ("intake, /v1/batch", f"{r['intake']['events_per_s']:,} ev/s",
              f"{r['intake']['ratio_vs_bare_acked']}x a bare producer acked per batch "
              f"({r['intake']['bare_acked_events_per_s']:,} ev/s; {r['intake']['ratio_vs_bare']}x one acked at the end, "

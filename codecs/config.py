@@ -96,7 +96,9 @@ class _DestinationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     presets: bool | dict[str, _PresetOptions] = True
     mappings: list[_MappingConfig] = msgspec.field(default_factory=list)
     max_requests_per_second: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    max_connections: Count = 10
+    #: Most requests in flight at once (and the connection pool's size); how many are is adapted
+    #: to the destination's latency and answers, from 4 up to this (streams/delivery/concurrency.py).
+    max_in_flight: Count = 256
     retry_window: Seconds | None = None
     max_attempts: Count | None = None
     filters: list[FilterConfig] = msgspec.field(default_factory=list)
@@ -137,7 +139,7 @@ class Instance:
     subscriptions: tuple[Subscription, ...]
     integration_keys: tuple[str, ...]
     max_requests_per_second: float | None
-    max_connections: int
+    max_in_flight: int
     #: Instance overrides of the pipeline's retry window / attempt cap (None = pipeline default).
     retry_window: float | None = None
     max_attempts: int | None = None
@@ -285,6 +287,10 @@ def _unknown_fields(mapping_json: Any, action: Action, where: str, errors: list[
 def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, errors: list[str]) -> Instance | None:
     name = raw.get("name") if isinstance(raw, dict) else None
     where = f"destinations[{i}] ({name})" if isinstance(name, str) else f"destinations[{i}]"
+    if isinstance(raw, dict) and "max_connections" in raw:  # the older, fixed-concurrency name
+        errors.append(f"{where}.max_connections: now max_in_flight, the most requests in flight (how many are "
+                      "adapts to the destination) and the connection pool's size")
+        raw = {k: v for k, v in raw.items() if k != "max_connections"}
     cfg: _DestinationConfig | None = _convert(raw, _DestinationConfig, where, errors)
     if cfg is None:
         return None
@@ -315,7 +321,7 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
     if settings is None:
         return None
     return Instance(cfg.name, dest, settings, tuple(subs), (*dest.integration_names, cfg.name),
-                    cfg.max_requests_per_second, cfg.max_connections, cfg.retry_window, cfg.max_attempts,
+                    cfg.max_requests_per_second, cfg.max_in_flight, cfg.retry_window, cfg.max_attempts,
                     filters, cfg.ordering)
 
 

@@ -29,6 +29,7 @@ from pushstream.codecs.records import Job, Sample
 from pushstream.codecs.settle import RetryPolicy, Settle, Writes, backoff
 from pushstream.codecs.tester import show_request
 from pushstream.streams.delivery.circuit import Circuit
+from pushstream.streams.delivery.concurrency import AdaptiveLimit
 from pushstream.streams.delivery.http import DestinationClient, Response
 from pushstream.streams.delivery.pacing import RateLimiter
 from pushstream.streams.ops.metrics import Metrics
@@ -58,7 +59,7 @@ class Deliverer(mode.Service):
         self._ping_samples: list[Sample] = []
         self._transport = transport
         self._client: DestinationClient | None = None
-        self._concurrency = asyncio.Semaphore(instance.max_connections)
+        self.concurrency = AdaptiveLimit(instance.max_in_flight)  # requests in flight (concurrency.py)
         super().__init__(**kwargs)
 
     @property
@@ -145,24 +146,14 @@ class Deliverer(mode.Service):
         attempts). Every result also goes to the circuit and the rate limiter."""
         error: DeliveryError | None = None
         attempts = 0
-        async with self._concurrency:
-            for attempts in range(1, self.settings.inline_retries + 2):
-                await self.limiter.acquire()
-                sent = time.monotonic()
+        for attempts in range(1, self.settings.inline_retries + 2):
+            await self.limiter.acquire()
+            async with self.concurrency.slot() as slot:  # held per attempt, never across a backoff
+                sent = slot.started
                 try:
                     response = await self.client.send(plan.request)
                 except RetryableError as exc:
-                    error = exc
-                    self._count(plan, str(exc.status or exc.code.lower()), sent)
-                    if exc.status == 429:
-                        self.limiter.on_throttled(exc.retry_after)
-                    else:
-                        self.circuit.failed(exc.reason, exc.code, exc.status)
-                    wait = backoff(attempts, self.settings.backoff_base, self.settings.backoff_max, exc.retry_after)
-                    if attempts > self.settings.inline_retries or wait > INLINE_WAIT_MAX or self.circuit.open:
-                        break
-                    await asyncio.sleep(wait)
-                    continue
+                    error, slot.signal = exc, ("throttled" if exc.status == 429 else "overloaded")
                 except DeliveryError as exc:
                     self._count(plan, str(exc.status or exc.code.lower()), sent)
                     return exc, None, attempts
@@ -170,10 +161,22 @@ class Deliverer(mode.Service):
                     self._count(plan, "unexpected", sent)
                     log.exception("instance=%s unexpected send failure", self.instance.name)
                     return RetryableError(f"unexpected: {type(exc).__name__}: {exc}", code="UNEXPECTED"), None, attempts
-                self._count(plan, str(response.status), sent)
-                self.limiter.on_success()
-                self.circuit.succeeded()
-                return None, response, attempts
+                else:
+                    slot.signal = "ok"
+                    self._count(plan, str(response.status), sent)
+                    self.limiter.on_success()
+                    self.circuit.succeeded()
+                    return None, response, attempts
+            assert error is not None
+            self._count(plan, str(error.status or error.code.lower()), sent)
+            if error.status == 429:
+                self.limiter.on_throttled(error.retry_after)
+            else:
+                self.circuit.failed(error.reason, error.code, error.status)
+            wait = backoff(attempts, self.settings.backoff_base, self.settings.backoff_max, error.retry_after)
+            if attempts > self.settings.inline_retries or wait > INLINE_WAIT_MAX or self.circuit.open:
+                break
+            await asyncio.sleep(wait)
         return error, None, attempts
 
     async def _bisect(self, plan: PlannedRequest) -> Writes:

@@ -93,7 +93,7 @@ class DestinationClient:
             base_url=dest.base_url(instance.settings),
             headers={**dest.auth_headers(instance.settings), "user-agent": USER_AGENT},
             timeout=httpx.Timeout(timeout),
-            transport=transport or AiohttpTransport(instance.max_connections),
+            transport=transport or AiohttpTransport(instance.max_in_flight),
             cookies=_NoCookies(),
         )
         self._urls: dict[str, httpx.URL] = {}

@@ -8,10 +8,13 @@ records every request (queryable), and can be told to misbehave. Control endpoin
     POST   /_sandbox/faults                {"status": 503, "duration": 20, "retry_after": "2",
                                             "latency": 5.0, "count": 3, "path_prefix": "/api",
                                             "appcode": "APP", "api_key": "K",
-                                            "body_contains": "text"}  (all optional)
+                                            "body_contains": "text", "max_concurrent": 50}  (all optional;
+                                           max_concurrent: only while more requests than that are open,
+                                           as a destination that limits concurrency answers 429)
     DELETE /_sandbox/faults                clear every fault
     POST   /_sandbox/credentials           {"pushwoosh": [["KEY", "APPCODE"]], "xtremepush": ["KEY"]}:
                                            accept these from now on
+    GET    /_sandbox/stats                 {"in_flight": n, "peak_in_flight": n} (DELETE requests resets the peak)
     GET    /_sandbox/health
 
 Only ever binds to loopback; for the demo, tests and benchmarks.
@@ -54,8 +57,10 @@ class Fault:
     api_key: str | None = None
     #: Only requests whose body holds this text: a destination refusing a batch for one bad event.
     body_contains: str | None = None
+    #: Only while more requests than this are open at once.
+    max_concurrent: int | None = None
 
-    def applies(self, request: web.Request, key: str | None, raw: bytes = b"") -> bool:
+    def applies(self, request: web.Request, key: str | None, raw: bytes = b"", in_flight: int = 0) -> bool:
         if self.until is not None and time.time() > self.until:
             return False
         if self.count is not None and self.count <= 0:
@@ -65,6 +70,8 @@ class Fault:
         if self.appcode is not None and request.headers.get("X-PW-Appcode") != self.appcode:
             return False
         if self.body_contains is not None and self.body_contains.encode() not in raw:
+            return False
+        if self.max_concurrent is not None and in_flight <= self.max_concurrent:
             return False
         return self.api_key is None or key == self.api_key
 
@@ -152,6 +159,7 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self.records: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        self.in_flight = self.peak_in_flight = 0
         self.app = web.Application(client_max_size=8 * 1024 * 1024)
         self.app.router.add_get("/_sandbox/requests", self._list)
         self.app.router.add_delete("/_sandbox/requests", self._clear)
@@ -159,10 +167,14 @@ class Sandbox:
         self.app.router.add_delete("/_sandbox/faults", self._clear_faults)
         self.app.router.add_post("/_sandbox/credentials", self._add_credentials)
         self.app.router.add_get("/_sandbox/health", self._health)
+        self.app.router.add_get("/_sandbox/stats", self._stats)
         self.app.router.add_post("/{tail:.*}", self._api)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight})
 
     async def _list(self, request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
@@ -170,6 +182,7 @@ class Sandbox:
 
     async def _clear(self, request: web.Request) -> web.Response:
         self.records.clear()
+        self.peak_in_flight = self.in_flight
         return web.json_response({"ok": True})
 
     async def _add_fault(self, request: web.Request) -> web.Response:
@@ -207,6 +220,14 @@ class Sandbox:
         return False, None
 
     async def _api(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         route = _ROUTES.get(request.path)
         raw = await request.read()
         record: dict[str, Any] = {"seq": len(self.records), "time": time.time(), "method": request.method,
@@ -221,7 +242,7 @@ class Sandbox:
         kind, check = route
         ok, key = self._auth(kind, request)
         for fault in self.faults:
-            if fault.applies(request, key, raw):
+            if fault.applies(request, key, raw, self.in_flight):
                 if fault.count is not None:
                     fault.count -= 1
                 if fault.latency:

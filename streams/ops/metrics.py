@@ -53,6 +53,11 @@ class Metrics:
                                    "(partitions this worker holds)", ["instance"], registry=r)
         self.rate_limit = Gauge("pushstream_rate_limit_requests_per_second", "The instance's current request rate "
                                 "cap (AIMD after 429s; 0 = no cap)", ["instance"], registry=r)
+        self.in_flight_limit = Gauge("pushstream_in_flight_limit", "Requests the instance may have in flight now "
+                                     "(adapted to the destination's latency and answers, up to max_in_flight)",
+                                     ["instance"], registry=r)
+        self.in_flight = Gauge("pushstream_requests_in_flight", "The instance's requests in flight now", ["instance"],
+                               registry=r)
         self.paused = Gauge("pushstream_instance_paused", "1 while the instance sends nothing but probes (its "
                             "circuit is open: key refused or failing) or waits out a Retry-After", ["instance"],
                             registry=r)

@@ -112,7 +112,7 @@ class OpsServer(mode.Service):
         return reasons
 
     def refresh(self) -> None:
-        """Set the read-off gauges: consumer lag, retry backlog, rate limits, pauses."""
+        """Set the read-off gauges: consumer lag, retry backlog, rate and in-flight limits, pauses."""
         m = self.metrics
         consumer = self.app.consumer
         retry_topics = {self.config.topic("retry", name): name for name in self.deliverers}
@@ -139,5 +139,7 @@ class OpsServer(mode.Service):
         for name, deliverer in self.deliverers.items():
             m.retry_backlog.labels(name).set(backlog[name])
             m.rate_limit.labels(name).set(deliverer.limiter.rate or 0)
+            m.in_flight_limit.labels(name).set(int(deliverer.concurrency.limit))
+            m.in_flight.labels(name).set(deliverer.concurrency.in_flight)
             m.paused.labels(name).set(1 if deliverer.circuit.open or deliverer.limiter.paused_for > 0 else 0)
         m.up.set(sum(1 for agent in self.app.agents.values() if agent.started and not agent.crashed))
