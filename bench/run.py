@@ -16,7 +16,8 @@
    (measured the same way).
 4. scale-out: end to end with two workers in one group, REPEAT times (min-median-max printed:
    the figure the shared machine moves most).
-5. slow APIs: both instances with the sandbox answering at once and in 50, 200, 500 ms (bench/slow_api.py).
+5. slow APIs: both instances with the sandbox answering at once and in 50, 200, 500 ms (bench/slow_api.py);
+   20 instances in one worker against one taking the same events (bench/many.py).
 6. intake: events/s through `pushstream intake`'s /v1/batch against a bare producer (bench/intake.py).
 """
 
@@ -50,6 +51,7 @@ from pushstream.streams.local.stack import Proc, local_config, local_env, start_
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from console import run_console  # noqa: E402  (bench/ is a folder of scripts, not a package)
 from intake import run_intake  # noqa: E402
+from many import BRANDS, run_many  # noqa: E402
 from slow_api import run_slow_api, slow_api_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,7 +308,7 @@ def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: li
         text = text.replace('type = "pushwoosh"\n', f'type = "pushwoosh"\nordering = "{ordering}"\n', 1)
     path = workdir / f"{name}.toml"
     path.write_text(text)
-    config = load_config(text, local_env())
+    config = load_config(text, local_env(), workdir)
     ensure_topics(config)
     expected = expected_outcomes(config, lines)
     produce(config, lines)
@@ -466,6 +468,7 @@ def main() -> None:
         results["two_workers"]["cores_allow"] = round(min(2.0, (os.cpu_count() or 1) / busy), 2) if busy else None
         results["requests_sent"] = len(httpx.get(f"{url}/_sandbox/requests", timeout=30).json())
         results["slow_api"] = run_slow_api(broker, url, workdir, run_stack, corpus, args.quick)
+        results["many_instances"] = run_many(broker, url, workdir, run_stack, corpus, args.quick)
         results["intake"] = run_intake(broker, local_config(broker.url, url), workdir, 2_000 if args.quick else 20_000)
         results["console"] = run_console(local_config(broker.url, url, prefix=f"bench-console-{os.getpid()}"),
                                          args.quick)
@@ -508,6 +511,9 @@ def table(r: dict[str, Any]) -> str:
             ("cores busy, 2 workers", f"{cores_busy(r['two_workers']):.2f}", cores(r["two_workers"])),
             ("HTTP requests sent", str(r["requests_sent"]), ""),
             *slow_api_rows(r["slow_api"]),
+            (f"{BRANDS} instances, 1 worker", f"{r['many_instances'][str(BRANDS)]['events_per_s']:,} ev/s",
+             f"{r['many_instances'][str(BRANDS)]['ratio_vs_one']}x one instance taking the same events "
+             f"({r['many_instances'].get('1', {}).get('events_per_s', 'n/a')} ev/s)"),
             ("intake, /v1/batch", f"{r['intake']['events_per_s']:,} ev/s",
              f"{r['intake']['ratio_vs_bare_acked']}x a bare producer acked per batch "
              f"({r['intake']['bare_acked_events_per_s']:,} ev/s; {r['intake']['ratio_vs_bare']}x one acked at the end, "
