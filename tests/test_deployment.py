@@ -91,8 +91,9 @@ def test_docker_compose_accepts_the_file_and_wires_health_metrics_and_the_sandbo
         "PUSHSTREAM_REPLICATION_FACTOR"] == "3"
     assert services["worker-sandbox"]["network_mode"] == "service:sandbox"
     assert services["worker-sandbox"]["environment"]["PUSHSTREAM_CONFIG"] == "/config/local.toml"
-    prometheus = yaml.safe_load((ROOT / "examples" / "prometheus.yml").read_text())
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     assert prometheus["scrape_configs"][0]["dns_sd_configs"][0]["port"] == 6066
+    assert str(services["prometheus"]["volumes"][0]).endswith("deploy/prometheus:/etc/prometheus:ro")
 
 
 def test_the_local_example_loads_with_the_sandbox_keys() -> None:
@@ -160,3 +161,28 @@ def test_the_compose_certificate_script_makes_what_the_broker_reads(tmp_path: Pa
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "certs" / "ca.pem"),
                              str(tmp_path / "certs" / "broker.pem")], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
+
+
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+
+
+def test_the_alerts_fire_and_stay_quiet_where_they_should() -> None:
+    """promtool (Debian's) runs every alert's unit tests on synthetic series, and checks the
+    compose file's Prometheus config loads the rules."""
+    needs_tool("promtool")
+    tested = subprocess.run(["promtool", "test", "rules", "alerts.test.yml"], cwd=PROMETHEUS, capture_output=True,
+                            text=True, timeout=120)
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+    checked = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=PROMETHEUS, capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0 and "2 rule files found" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_every_alert_has_a_test_and_a_runbook_entry() -> None:
+    alerts = [r["alert"] for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]]
+    tests = (PROMETHEUS / "alerts.test.yml").read_text()
+    runbook = (ROOT / "docs" / "operating.md").read_text()
+    assert len(alerts) >= 8
+    for name in alerts:
+        assert f"alertname: {name}" in tests, f"{name} has no promtool test"
+        assert f"### {name}" in runbook, f"{name} has no runbook entry in docs/operating.md"

@@ -67,6 +67,8 @@ class Metrics:
         self.partition_stalled = Gauge("pushstream_partition_stalled_seconds", "How long a stalled partition has "
                                        "not moved while records wait past its committed offset (0 unless stalled)",
                                        ["topic", "partition"], registry=r)
+        self.ready = Gauge("pushstream_ready", "1 while the worker's /readyz would answer 200 (0: it says why)",
+                           registry=r)
         self.up = Gauge("pushstream_agents_running", "Agents whose actors are running", registry=r)
 
     def read(self, topics: Iterable[str]) -> None:

@@ -90,6 +90,7 @@ class OpsServer(mode.Service):
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.refresh()
+        self.metrics.ready.set(0 if await self.not_ready() else 1)
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
