@@ -15,19 +15,20 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
 from .console import ConsoleConfig, ConsoleToml, load_console
 from .destinations import REGISTRY, Action, Destination
 from .fields import Validator, compile_validator
-from .filters import FilterConfig, Filters, compile_filters
+from .filters import Filters, compile_filters
 from .fql import Trigger, TriggerError, compile_trigger
 from .intake import IntakeConfig, load_intake
 from .kafka_config import Count, KafkaConfig, Seconds, load_kafka
 from .mapping import Mapping, MappingError, compile_mapping
 from .secret import resolve_env, secret_hook
+from .tables import DestinationTable, MappingTable, PresetOptions
 
 __all__ = ["Config", "ConfigError", "Instance", "KafkaConfig", "OpsConfig", "PipelineConfig", "Subscription",
            "load_config", "load_config_file"]
@@ -52,18 +53,28 @@ class OpsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: The longest a job waits for its batch to fill; a full batch goes at once (see streams/steps.py).
     batch_window: Seconds = 1.0
+    #: Input records the route agent takes at once (one write of their jobs and outcomes).
     route_batch: Count = 500
     #: Jobs per deliver step, sent as concurrent requests of up to each mapping's `batch_size`
     #: (100 for Pushwoosh events); with this many waiting, a delivery starts as soon as the one
     #: in flight is done.
     deliver_batch: Count = 500
+    #: Input records larger than this are `invalid` (32 KiB is Segment's own limit).
     max_event_bytes: Count = 32 * 1024
+    #: Seconds an HTTP request to a destination may take before it counts as a timeout (retried).
     request_timeout: Seconds = 10.0
+    #: Seconds after an event's first attempt during which it is retried; then `failed` and dead-lettered.
     retry_window: Seconds = 4 * 3600.0
+    #: Most attempts per job before it is `failed` and dead-lettered.
     max_attempts: Count = 30
+    #: Quick retries inside a delivery step (for waits up to 5 s) before a job goes to the retry topic.
     inline_retries: Annotated[int, msgspec.Meta(ge=0)] = 2
+    #: Seconds of the first retry's backoff; it doubles per attempt, with jitter (a Retry-After wins).
     backoff_base: Seconds = 0.5
+    #: The longest backoff between two attempts, in seconds.
     backoff_max: Seconds = 300.0
+    #: Seconds a delivered or rejected (messageId, instance, action, mapping) is remembered and not sent again
+    #: (0: no dedup).
     dedup_window: Annotated[float, msgspec.Meta(ge=0)] = 24 * 3600.0
     #: How far back the outcome topic is read at start-up to close the crash gap between an
     #: outcome and its dedup entry; must exceed how long offsets can stay uncommitted.
@@ -71,38 +82,6 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Where a worker keeps its local state (the dedup table's RocksDB files), relative to its
     #: working directory. One per worker process (see the README's Dedup).
     state_dir: str = "pushstream-state"
-
-
-class _PresetOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    enabled: bool = True
-    enable_batching: bool | None = None
-    batch_size: int | None = None
-
-
-class _MappingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: str
-    action: str
-    subscribe: str
-    mapping: dict[str, Any] | None = None
-    mapping_file: str | None = None
-    enable_batching: bool | None = None
-    batch_size: int | None = None
-
-
-class _DestinationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: str
-    type: str
-    settings: dict[str, Any]
-    presets: bool | dict[str, _PresetOptions] = True
-    mappings: list[_MappingConfig] = msgspec.field(default_factory=list)
-    max_requests_per_second: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    #: Most requests in flight at once (and the connection pool's size); how many are is adapted
-    #: to the destination's latency and answers, from 4 up to this (streams/delivery/concurrency.py).
-    max_in_flight: Count = 256
-    retry_window: Seconds | None = None
-    max_attempts: Count | None = None
-    filters: list[FilterConfig] = msgspec.field(default_factory=list)
-    ordering: Literal["unordered", "per_user"] = "unordered"
 
 
 class _Top(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -222,7 +201,7 @@ def _settings(raw: dict[str, Any], dest: Destination, where: str, env: dict[str,
     return _convert(resolved, dest.settings_type, f"{where}.settings", errors)
 
 
-def _mapping_json(m: _MappingConfig, where: str, base_dir: Path, errors: list[str]) -> Any:
+def _mapping_json(m: MappingTable, where: str, base_dir: Path, errors: list[str]) -> Any:
     if (m.mapping is None) == (m.mapping_file is None):
         errors.append(f"{where}: give exactly one of `mapping` (inline) or `mapping_file`")
         return None
@@ -291,7 +270,7 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
         errors.append(f"{where}.max_connections: now max_in_flight, the most requests in flight (how many are "
                       "adapts to the destination) and the connection pool's size")
         raw = {k: v for k, v in raw.items() if k != "max_connections"}
-    cfg: _DestinationConfig | None = _convert(raw, _DestinationConfig, where, errors)
+    cfg: DestinationTable | None = _convert(raw, DestinationTable, where, errors)
     if cfg is None:
         return None
     dest = REGISTRY.get(cfg.type)
@@ -307,7 +286,7 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
         errors.append(f"{where}.presets: unknown preset {unknown!r}; known: {', '.join(p.name for p in dest.presets)}")
     if cfg.presets is not False:
         for p in dest.presets:
-            opts = preset_opts.get(p.name, _PresetOptions())
+            opts = preset_opts.get(p.name, PresetOptions())
             if not opts.enabled:
                 continue
             action = dest.actions[p.action]
@@ -325,7 +304,7 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
                     filters, cfg.ordering)
 
 
-def _custom_mappings(cfg: _DestinationConfig, dest: Destination, seen: set[str], where: str, base_dir: Path,
+def _custom_mappings(cfg: DestinationTable, dest: Destination, seen: set[str], where: str, base_dir: Path,
                      errors: list[str]) -> list[Subscription]:
     subs: list[Subscription] = []
     if len(cfg.mappings) > MAX_CUSTOM_MAPPINGS:

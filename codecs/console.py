@@ -38,9 +38,13 @@ REASONED = frozenset({"rejected", "failed", "invalid", "skipped", "filtered"})
 class ConsoleToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The `[console]` table as written (config.py converts it, reporting mistakes with the rest)."""
 
+    #: host:port the console serves on (a token is required off loopback).
     listen: str = "127.0.0.1:8089"
+    #: The token a browser or API client must give (`"${ENV}"`); required unless listening on loopback.
     token: str | None = None
+    #: The console's SQLite store; unset: `<pipeline.state_dir>/console.sqlite3`.
     db: str | None = None
+    #: Failed requests each worker samples per (instance, error code) per minute for the console (0: none).
     samples_per_minute: int = 3
 
 

@@ -59,9 +59,13 @@ _ORDER = (_Sample, _Drop, _DropProperties, _AllowProperties)  # Segment's order 
 class FilterConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One `[[destinations.filters]]` entry, in the shape of Segment's filter objects."""
 
+    #: The filter's name, given in the `filtered` outcome's reason.
     title: str
+    #: Which events the filter applies to: FQL, as in `subscribe`.
     if_: str = msgspec.field(name="if")
+    #: What it does: `drop`, `sample` (percent, by messageId), `drop_properties`, `allow_properties`.
     actions: list[_Action]
+    #: false switches the filter off.
     enabled: bool = True
 
 

@@ -31,8 +31,8 @@ import msgspec
 
 from .secret import resolve_env
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "PATHS", "Accepted", "IntakeConfig", "IntakeError", "Source",
-           "authenticate", "events_of", "load_intake", "parse_body", "settings_for"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "PATHS", "Accepted", "IntakeConfig", "IntakeError", "IntakeToml",
+           "Source", "SourceToml", "authenticate", "events_of", "load_intake", "parse_body", "settings_for"]
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -72,16 +72,22 @@ class Source:
         return f"Source(name={self.name!r}, topic={self.topic!r}, write_key='********')"
 
 
-class _SourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class SourceToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: The source's name (in logs and metrics).
     name: str
+    #: The write key Segment's SDKs send (a secret: `"${ENV}"`).
     write_key: str
+    #: The Kafka topic this source's events are written to.
     topic: str
 
 
-class _IntakeToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class IntakeToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: host:port the intake serves Segment's Tracking API on.
     listen: str = "127.0.0.1:8088"
+    #: Seconds a request waits for the broker to acknowledge its records; then 503 (the SDK retries).
     produce_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    sources: list[_SourceConfig] = msgspec.field(default_factory=list)
+    #: The sources ([[intake.sources]]): each write key and the topic its events go to.
+    sources: list[SourceToml] = msgspec.field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,7 @@ def load_intake(raw: Any, env: dict[str, str], errors: list[str], secrets: bool 
     """Check the `[intake]` table; mistakes go to `errors` with their location. Without `secrets`
     (a worker reading the same file) unset write keys are no mistake: the sources keep no key."""
     try:
-        toml = msgspec.convert(raw, _IntakeToml)
+        toml = msgspec.convert(raw, IntakeToml)
     except msgspec.ValidationError as exc:
         text = str(exc)
         where, _, at = text.partition(" - at `$")

@@ -248,15 +248,24 @@ class KafkaConfig(KafkaSecurity, forbid_unknown_fields=True, kw_only=True):
 
     #: Bootstrap brokers, `kafka://host:port`; several separated by `;` or `,`.
     broker: str = "kafka://127.0.0.1:9092"
+    #: Topics the route agent reads Segment events from (raw JSON, one event per record).
     input_topics: list[str] = msgspec.field(default_factory=lambda: ["segment-events"])
+    #: Prefix of the topics pushstream writes: `<prefix>.outcomes`, `.deadletter`, `.samples`,
+    #: `.jobs.<instance>`, `.retry.<instance>`.
     topic_prefix: str = "pushstream"
+    #: Partitions of the topics pushstream creates (jobs, retry, outcomes, ...): the most workers that share the
+    #: work.
     partitions: int = 8
+    #: The Faust app id: the consumer group of the workers, and the prefix of their changelog topics.
     app_id: str = "pushstream"
     #: Group membership timings (seconds). Lower them for tests: a broker holds a first join
     #: for the rebalance timeout.
     session_timeout: float = 30.0
+    #: Seconds between the consumer's heartbeats to the group coordinator.
     heartbeat_interval: float = 3.0
+    #: Seconds a rebalance waits for every member to rejoin.
     rebalance_timeout: float = 30.0
+    #: Seconds between offset commits (only offsets whose records' outcomes are written are committed).
     commit_interval: float = 1.0
     #: Longest a fetch waits for records. Kafka answers as soon as a record arrives, so this
     #: only bounds idle polls; a broker that always waits the full time (Tansu) adds it to

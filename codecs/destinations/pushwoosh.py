@@ -25,8 +25,11 @@ class PushwooshSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
                         rename={"api_key": "pushwooshAPIKey", "app_code": "pushwooshAppCode", "base_url": "baseUrl"}):
     """Instance settings, named as in Segment (`pushwooshAPIKey`, `pushwooshAppCode`)."""
 
+    #: `pushwooshAPIKey`: the Pushwoosh API access token (a secret).
     api_key: Secret
+    #: `pushwooshAppCode`: the Pushwoosh application code.
     app_code: str
+    #: `baseUrl`: Pushwoosh's Segment integration API (override for a sandbox or proxy).
     base_url: str = DEFAULT_BASE_URL
 
 

@@ -23,7 +23,10 @@ __all__ = ["XTREMEPUSH", "XtremepushSettings"]
 class XtremepushSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename={"api_key": "apiKey"}):
     """Instance settings, named as in Segment (`url`, `apiKey`)."""
 
+    #: The Xtremepush integration URL from its Segment settings (one trailing slash is dropped, as Segment
+    #: does).
     url: str
+    #: `apiKey`: the Xtremepush integration API key (a secret).
     api_key: Secret
 
 

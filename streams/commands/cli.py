@@ -1,5 +1,5 @@
 """The `pushstream` command: worker, intake, console, produce, outcomes, status, preview, check, replay, sandbox,
-broker, demo.
+broker, config, demo.
 
 A user error ends a command with one line on stderr and a documented exit code, never a
 traceback: 2 a bad config or usage, 3 Kafka unreachable, 4 an input file that cannot be read
@@ -247,6 +247,14 @@ def cmd_broker(args: argparse.Namespace) -> None:
         raise UserError(str(exc)) from None
 
 
+def cmd_config(args: argparse.Namespace) -> None:
+    from pushstream.streams.commands.reference import reference
+
+    if not args.reference:
+        raise UserError("say what to print: pushstream config --reference", EXIT_CONFIG)
+    print(reference())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -268,12 +276,11 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    p = add("worker", cmd_worker, "run the agents")
-    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p = add("intake", cmd_intake, "serve Segment's HTTP Tracking API in front of Kafka")
-    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    for name, fn, help_ in (("worker", cmd_worker, "run the agents"),
+                            ("intake", cmd_intake, "serve Segment's HTTP Tracking API in front of Kafka")):
+        p = add(name, fn, help_)
+        p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument("--log-format", default="text", choices=["text", "json"])
     p = add("produce", cmd_produce, "produce JSONL events (file or -) to the input topic")
     p.add_argument("file", nargs="?", default="-")
     p.add_argument("--topic")
@@ -311,6 +318,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--xtremepush", action="append", metavar="KEY", help="also accept this API key")
     add("broker", cmd_broker, "run a local Kafka-compatible broker (Tansu)", config=False).add_argument(
         "--port", type=int, default=9092)
+    add("config", cmd_config, "print the configuration reference: every key, its default and meaning",
+        config=False).add_argument("--reference", action="store_true", help="every key of every section (Markdown)")
     p = add("demo", cmd_demo, "broker + sandbox + worker + 1,000 events, then a summary", config=False)
     p.add_argument("--events", type=int, default=1000)
     p.add_argument("--workdir")
