@@ -29,6 +29,7 @@ __all__ = ["main"]
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_BROKER, EXIT_INPUT, EXIT_SECURITY = 1, 2, 3, 4, 5
 BUILTIN = "<built-in>"
+Parser = argparse.ArgumentParser
 
 
 class UserError(Exception):
@@ -268,8 +269,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], None], help_: str,
-            config: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable[[argparse.Namespace], None], help_: str, config: bool = True) -> Parser:
         p = sub.add_parser(name, help=help_)
         if config:
             p.add_argument("--config", default=environ.config_path(), help="config file (or PUSHSTREAM_CONFIG)")
