@@ -55,24 +55,45 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
 class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What happened to one event for one action (or to one input record that was invalid)."""
 
+    #: The event's messageId (derived from topic/partition/offset when it had none); null for an unreadable
+    #: record.
     message_id: str | None
+    #: delivered, rejected (refused for good), failed (retries ran out), invalid (unreadable input), skipped,
+    #: filtered or duplicate.
     status: Status
+    #: The destination instance (config name); null for an invalid input record.
     instance: str | None = None
+    #: The destination type (`pushwoosh`, `xtremepush`).
     destination: str | None = None
+    #: The action the mapping fed (e.g. `trackEvent`).
     action: str | None = None
+    #: The preset or custom mapping that selected the event.
     mapping: str | None = None
+    #: The destination's last HTTP status, if it answered.
     http_status: int | None = None
+    #: A stable code for the error (e.g. BAD_REQUEST, REQUEST_TIMEOUT, INVALID_AUTHENTICATION, FILTERED).
     error_code: str | None = None
+    #: A person's explanation of the status (never a credential).
     reason: str | None = None
+    #: Requests made for this event and action.
     attempts: int = 0
+    #: Unix time of the first request.
     first_attempt_at: float | None = None
+    #: Unix time of the last request.
     last_attempt_at: float | None = None
+    #: From the event being routed to this outcome, in milliseconds.
     latency_ms: float | None = None
+    #: Shared by the events sent in one batched request.
     batch_id: str | None = None
+    #: Events in that request.
     batch_size: int | None = None
+    #: The input record's topic.
     topic: str | None = None
+    #: The input record's partition.
     partition: int | None = None
+    #: The input record's offset.
     offset: int | None = None
+    #: Unix time the outcome was written.
     at: float
     #: The event had no (or an empty) messageId; `message_id` was derived from topic/partition/offset.
     message_id_derived: bool = False
@@ -82,11 +103,17 @@ class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A job that did not get through, kept with its last error so it can be replayed: `failed`
     (retries ran out) or `rejected` (the destination refused it; replayed after a fix)."""
 
+    #: The job as it was last tried, with the original event in `event` (replayable as is).
     job: Job
+    #: failed (retries ran out) or rejected (the destination refused it).
     status: Literal["failed", "rejected"] = "failed"
+    #: The last error's stable code.
     error_code: str | None = None
+    #: The last error, for people.
     reason: str | None = None
+    #: The destination's last HTTP status, if it answered.
     http_status: int | None = None
+    #: Unix time it was dead-lettered.
     failed_at: float
 
 

@@ -1,5 +1,5 @@
 """The `pushstream` command: worker, intake, console, produce, outcomes, status, preview, check, replay, sandbox,
-broker, config, demo.
+broker, config, schema, demo.
 
 A user error ends a command with one line on stderr and a documented exit code, never a
 traceback: 2 a bad config or usage, 3 Kafka unreachable, 4 an input file that cannot be read
@@ -256,6 +256,12 @@ def cmd_config(args: argparse.Namespace) -> None:
     print(reference())
 
 
+def cmd_schema(args: argparse.Namespace) -> None:
+    from pushstream.streams.commands.schemas import schema
+
+    print(msgspec.json.format(msgspec.json.encode(schema(args.kind)), indent=2).decode())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -312,6 +318,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--status", default="failed", choices=["failed", "rejected", "all"],
                    help="failed (retries ran out; the default) or rejected (refused by the destination)")
     p.add_argument("--dry-run", action="store_true", help="count per instance, send nothing")
+    _local_and_reference(add)
+    return parser
+
+
+def _local_and_reference(add: Callable[..., Parser]) -> None:
+    """The commands that need no config: the local stack and the generated references."""
     p = add("sandbox", cmd_sandbox, "run the local destination sandbox", config=False)
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--pushwoosh", action="append", metavar="KEY=APPCODE", help="also accept these credentials")
@@ -320,10 +332,11 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=9092)
     add("config", cmd_config, "print the configuration reference: every key, its default and meaning",
         config=False).add_argument("--reference", action="store_true", help="every key of every section (Markdown)")
+    add("schema", cmd_schema, "print the JSON Schema of a record kind pushstream writes for others",
+        config=False).add_argument("kind", choices=["outcome", "deadletter", "sample", "event"])
     p = add("demo", cmd_demo, "broker + sandbox + worker + 1,000 events, then a summary", config=False)
     p.add_argument("--events", type=int, default=1000)
     p.add_argument("--workdir")
-    return parser
 
 
 def _fail(message: str, code: int) -> NoReturn:
