@@ -75,7 +75,7 @@ def test_docker_compose_accepts_the_file_and_wires_health_metrics_and_the_sandbo
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert set(services) == {"kafka", "worker", "intake", "console", "prometheus", "sandbox", "worker-sandbox",
-                             "kafka-secure", "sandbox-secure", "worker-secure"}  # docker-compose 1.29 lists every profile
+                             "kafka-secure", "sandbox-secure", "worker-secure", "grafana"}  # 1.29 lists every profile
     console = services["console"]
     assert console["entrypoint"] == ["pushstream", "console"] and "/healthz" in " ".join(console["healthcheck"]["test"])
     assert console["environment"]["PUSHSTREAM_CONSOLE_LISTEN"] == "0.0.0.0:8089"
@@ -186,3 +186,36 @@ def test_every_alert_has_a_test_and_a_runbook_entry() -> None:
     for name in alerts:
         assert f"alertname: {name}" in tests, f"{name} has no promtool test"
         assert f"### {name}" in runbook, f"{name} has no runbook entry in docs/operating.md"
+
+
+def _exposed_metric_names() -> set[str]:
+    """Every series name a worker's /metrics can serve (counters' _total, histograms' _bucket ...)."""
+    from pushstream.streams.ops.metrics import Metrics
+
+    names: set[str] = set()
+    for family in Metrics().registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "stateset": [""],
+                    "gauge": [""], "info": ["_info"]}.get(family.type, [""])
+        names |= {family.name + suffix for suffix in suffixes}
+    return names
+
+
+def test_the_dashboard_reads_series_that_exist_and_is_provisioned() -> None:
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "pushstream.json").read_text())
+    recorded = {r["record"] for g in yaml.safe_load((PROMETHEUS / "recording.yml").read_text())["groups"]
+                for r in g["rules"]}
+    known = _exposed_metric_names() | recorded
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\b((?:pushstream|instance|topic|instance_status)[a-z0-9_:]*)", e)
+            if m.startswith("pushstream_") or ":" in m}
+    assert used and used <= known, sorted(used - known)
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for signal in ("outcomes by status", "success rate", "latency", "retry backlog", "circuit", "lag", "in flight"):
+        assert signal in titles, signal
+    source = yaml.safe_load((ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert source["datasources"][0]["url"] == "http://prometheus:9090"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in compose["services"]["grafana"]["volumes"]
