@@ -45,6 +45,7 @@ from pushstream.codecs.config import Config, load_config
 from pushstream.codecs.records import encode
 from pushstream.codecs.route import route_record
 from pushstream.streams.kafka.admin import bootstrap, create_topics, ensure_topics, make_producer
+from pushstream.streams.kafka.faust_compat import READY_LINE
 from pushstream.streams.local.broker import start_broker
 from pushstream.streams.local.stack import Proc, local_config, local_env, start_sandbox, start_worker
 
@@ -270,7 +271,7 @@ def expected_outcomes(config: Config, lines: list[bytes]) -> int:
     return sum(len(r.jobs) + len(r.outcomes) for r in (route_record(x, "t", 0, 0, config, 0.0) for x in lines))
 
 
-READY = "Worker]: Ready"  # Faust's worker, or pushstream's QuietWorker
+READY = READY_LINE  # Faust's worker, or pushstream's QuietWorker
 
 
 def ready_time(log: str) -> float:

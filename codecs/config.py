@@ -51,7 +51,7 @@ class OpsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    #: The longest a job waits for its batch to fill; a full batch goes at once (see streams/steps.py).
+    #: The longest a job waits for its batch to fill; a full batch goes at once (see streams/delivery/steps.py).
     batch_window: Seconds = 1.0
     #: Input records the route agent takes at once (one write of their jobs and outcomes).
     route_batch: Count = 500

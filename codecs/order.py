@@ -74,7 +74,7 @@ class UserOrder:
                     f"unordered until they drain")
         return None
 
-    def settled(self, partition: int, job: Job) -> None:
+    def done_with(self, partition: int, job: Job) -> None:
         """A record read from the retry topic is done with: delivered, ended, or written again (the
         new record was counted by `wrote`)."""
         users = self.waiting.get(partition, {})

@@ -7,7 +7,7 @@
 
 What each agent reads, writes and acks is in its module under `agents/`. Every agent reads raw
 bytes (a decoding codec would crash the agent on a bad record) with `concurrency=1` (faust
-#606) and never lets an exception escape its body (`agents.pipeline.or_exit`). Building the
+#606) and never lets an exception escape its body (`agents.base.or_exit`). Building the
 app reads nothing and connects to nothing: topics are created when the worker starts.
 """
 

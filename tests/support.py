@@ -159,13 +159,13 @@ class OutcomeReader:
                 self.seen.append(msgspec.json.decode(msg.value()))
 
     def wait(self, match: Callable[[dict[str, Any]], bool], count: int, timeout: float = 60.0,
-             settle: float = 1.0) -> list[dict[str, Any]]:
-        """Outcomes matching `match`, once at least `count` arrived (then `settle` more seconds)."""
+             linger: float = 1.0) -> list[dict[str, Any]]:
+        """Outcomes matching `match`, once at least `count` arrived (then `linger` more seconds)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = [o for o in self.seen if match(o)]
             if len(found) >= count:
-                self.poll(settle)
+                self.poll(linger)
                 return [o for o in self.seen if match(o)]
             self.poll(0.5)
         found = [o for o in self.seen if match(o)]

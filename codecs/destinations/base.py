@@ -1,7 +1,7 @@
 """What a destination is: settings, actions (fields + request builder), presets, auth, deletion.
 
 A destination module declares one `Destination` value; nothing here performs I/O. The HTTP
-layer (streams/http.py) joins `base_url(settings)` with `HttpRequest.path` and adds
+layer (streams/delivery/http.py) joins `base_url(settings)` with `HttpRequest.path` and adds
 `auth_headers(settings)`, so a request builder only says what to send.
 """
 

@@ -1,7 +1,8 @@
 """The agents, one unit each: route (input -> jobs), deliver and retry (jobs -> HTTP -> outcomes).
 
 Each module's docstring says what its agent reads, writes and when it acks; `pipeline.py`
-holds what they share (topics, the writer, dedup, the delivery path, `or_exit`).
+holds the path they share from jobs to written outcomes (topics, the writer, dedup), `base.py`
+what every agent is and its exit policy (`or_exit`).
 """
 
 from pushstream.streams.agents.deliver import DeliverAgent

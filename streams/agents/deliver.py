@@ -27,8 +27,9 @@ import faust
 
 from pushstream.codecs.records import Job
 from pushstream.codecs.settle import Writes
+from pushstream.streams.agents.base import TAKE_WITHIN, InstanceAgent, or_exit, record_jobs
 from pushstream.streams.agents.ordering import Ordering, Pairs
-from pushstream.streams.agents.pipeline import TAKE_WITHIN, InstanceAgent, Pipeline, or_exit, record_jobs
+from pushstream.streams.agents.pipeline import Pipeline
 from pushstream.streams.delivery.deliverer import Deliverer
 from pushstream.streams.delivery.steps import Pending, delivery_steps
 from pushstream.streams.kafka.writer import Record
@@ -118,13 +119,13 @@ class DeliverAgent(InstanceAgent):
         now, behind = ordering.split_fresh(pairs)
         entries: list[Record] = []
         for sent in ordering.rounds(now):
-            def settle(writes: Writes, sent: Pairs = sent, behind: Pairs = behind) -> None:
-                ordering.settle(writes, sent, behind, ordering.from_queues, from_retry=False)
+            def queue_behind(writes: Writes, sent: Pairs = sent, behind: Pairs = behind) -> None:
+                ordering.queue_behind(writes, sent, behind, ordering.from_queues, from_retry=False)
 
-            entries += await self.pipeline.handle_jobs(self.deliverer, sent, settle)
+            entries += await self.pipeline.handle_jobs(self.deliverer, sent, queue_behind)
             behind = []
         if behind:  # every job of the step waits behind a job of its user
-            await self.pipeline.handle_jobs(self.deliverer, [], lambda w: ordering.settle(
+            await self.pipeline.handle_jobs(self.deliverer, [], lambda w: ordering.queue_behind(
                 w, [], behind, ordering.from_queues, from_retry=False))
         return entries
 

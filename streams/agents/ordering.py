@@ -95,7 +95,7 @@ class Ordering:
         return [pair for pair in pairs if id(pair) not in waiting], behind
 
     def rounds(self, pairs: Pairs) -> Iterable[Pairs]:
-        """The rounds to send `pairs` in (users' order kept); the queues shrink as `settle` moves
+        """The rounds to send `pairs` in (users' order kept); the queues shrink as `queue_behind` moves
         the rest of a user's jobs behind the one that has to wait."""
         self.queues, free = user_queues(pairs, _job, self.order)
         if free:
@@ -111,12 +111,13 @@ class Ordering:
         return taken
 
     # Both agents -------------------------------------------------------------------------
-    def settle(self, writes: Writes, sent: Pairs, behind: Pairs, followers: Callable[[set[tuple[int, str]]], Pairs],
-               from_retry: bool) -> None:
+    def queue_behind(self, writes: Writes, sent: Pairs, behind: Pairs,
+                     followers: Callable[[set[tuple[int, str]]], Pairs],
+                     from_retry: bool) -> None:
         """Before `writes` (a delivery of `sent`) is written: a user with a job retried or parked in
         it now waits, so its jobs still queued (`followers`) and `behind` are appended as behind
         copies after it. With `from_retry`, `sent` and `followers` were read from the retry topic:
-        each of them is settled (a rewritten record is counted again by its new copy)."""
+        each of them is done with (a rewritten record is counted again by its new copy)."""
         partition = {place(j): p for j, p in sent}
         retried: set[tuple[int, str]] = set()
         for job in writes.retries:
@@ -133,7 +134,7 @@ class Ordering:
             self._warn(self.order.wrote(p, job))
         if from_retry:
             for job, p in (*sent, *moved):
-                self.order.settled(p, job)
+                self.order.done_with(p, job)
             for user in {j.key for j, _ in sent if j.key is not None}:
                 self.order.passed(user, 0, moved=True)
 

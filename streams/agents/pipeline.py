@@ -1,37 +1,24 @@
-"""What the agents share: the pipeline's topics, its one writer and the dedup table.
-
-`Pipeline.handle_jobs` is the one path from jobs to written outcomes (dedup, the instance's
-deliverer, then outcomes, retries and dead letters written), used by the deliver and retry
-agents alike. `or_exit` guards every agent body: Faust acks a batch whose body raised, so the
-worker exits instead.
+"""The path the deliver and retry agents share from jobs to written outcomes: the pipeline's
+topic names, its one writer and the dedup table. `Pipeline.handle_jobs` is that path (dedup, the
+instance's deliverer, then outcomes, retries and dead letters written); the agents' own base and
+exit policy are in base.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import faust
-import msgspec
 
 from pushstream.codecs.config import Config, Instance
-from pushstream.codecs.records import Job, Outcome, decode_jobs, encode
+from pushstream.codecs.records import Job, Outcome, encode
 from pushstream.codecs.settle import Writes
 from pushstream.streams.delivery.deliverer import Deliverer
 from pushstream.streams.kafka.dedup import Dedup
 from pushstream.streams.kafka.writer import Record, Writer, job_record
 from pushstream.streams.ops.metrics import Metrics
 
-__all__ = ["TAKE_WITHIN", "Agent", "InstanceAgent", "Pipeline", "Topics", "or_exit", "record_jobs"]
-
-log = logging.getLogger(__name__)
-TAKE_WITHIN = 0.02  # seconds a read record may wait for others before its agent sees it
+__all__ = ["Pipeline", "Topics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,61 +84,3 @@ class Pipeline:
             before_write(writes)
         await self.write_delivery(deliverer.instance, writes)
         return self.dedup.remember(writes.outcomes, partitions, time.time())
-
-
-class Agent:
-    """An agent's unit: `run(stream)` is the agent body Faust calls, `name` its Faust name."""
-
-    name: str
-
-    def faust_fun(self) -> Callable[..., Any]:
-        """`run` as a plain coroutine function named after the agent (Faust names agents, and
-        their actors, after the function it is given)."""
-
-        async def agent(stream: faust.Stream[bytes]) -> None:
-            await self.run(stream)
-
-        agent.__name__ = agent.__qualname__ = self.name.replace("-", "_")
-        agent.__module__ = type(self).__module__
-        return agent
-
-    async def run(self, stream: faust.Stream[bytes]) -> None:
-        raise NotImplementedError
-
-
-class InstanceAgent(Agent):
-    """An agent of one destination instance (deliver, retry), named `<kind>-<instance>`."""
-
-    kind: str
-
-    def __init__(self, pipeline: Pipeline, deliverer: Deliverer) -> None:
-        self.pipeline = pipeline
-        self.deliverer = deliverer
-        self.instance = deliverer.instance
-        self.name = f"{self.kind}-{self.instance.name}"
-
-
-@contextlib.asynccontextmanager
-async def or_exit(agent: str) -> AsyncIterator[None]:
-    """Around one batch: anything escaping it would make Faust ack the batch unprocessed, so the
-    worker exits instead (nothing is committed; the batch is read again after the restart)."""
-    try:
-        yield
-    except asyncio.CancelledError:
-        raise
-    except BaseException:
-        log.critical("agent %s failed on a batch; exiting so the batch is read again", agent, exc_info=True)
-        logging.shutdown()
-        os._exit(70)
-
-
-def record_jobs(events: Sequence[Any]) -> Iterator[list[tuple[Job, int]]]:
-    """Each record's (job, partition) pairs; none for a record that is not a job or a pack."""
-    for ev in events:
-        msg = ev.message
-        try:
-            yield [(job, msg.partition) for job in decode_jobs(ev.value)]
-        except (msgspec.DecodeError, TypeError):
-            log.error("dropping an unreadable job record topic=%s partition=%s offset=%s", msg.topic, msg.partition,
-                      msg.offset)
-            yield []

@@ -31,8 +31,9 @@ import msgspec
 
 from pushstream.codecs.records import Job
 from pushstream.codecs.settle import Writes
+from pushstream.streams.agents.base import InstanceAgent, or_exit, record_jobs
 from pushstream.streams.agents.ordering import Ordering, Pairs
-from pushstream.streams.agents.pipeline import InstanceAgent, Pipeline, or_exit, record_jobs
+from pushstream.streams.agents.pipeline import Pipeline
 from pushstream.streams.delivery.deliverer import Deliverer
 from pushstream.streams.kafka.faust_app import PushstreamApp
 from pushstream.streams.kafka.faust_compat import resume_where_read
@@ -125,13 +126,13 @@ class RetryAgent(InstanceAgent):
         await ordering.ready()
         batch[:], again = ordering.admit(batch)
         if again:
-            await self.pipeline.handle_jobs(self.deliverer, [], lambda w: ordering.settle(
+            await self.pipeline.handle_jobs(self.deliverer, [], lambda w: ordering.queue_behind(
                 w, [], again, lambda _: [], from_retry=True))
 
     async def _handle(self, pairs: Pairs, batch: Pairs) -> None:
         """Deliver and record jobs, then their dedup entries (nothing else waits on this agent's step).
         Per-user order: the jobs left in `batch` of a user whose job is retried go behind it."""
-        settle: Callable[[Writes], None] | None = None
+        queue_behind: Callable[[Writes], None] | None = None
         if self.ordering is not None:
             ordering = self.ordering
 
@@ -140,10 +141,10 @@ class RetryAgent(InstanceAgent):
                 batch[:] = [pair for pair in batch if (pair[1], pair[0].key) not in users]
                 return taken
 
-            def settle(writes: Writes) -> None:
-                ordering.settle(writes, pairs, [], followers, from_retry=True)
+            def queue_behind(writes: Writes) -> None:
+                ordering.queue_behind(writes, pairs, [], followers, from_retry=True)
 
-        await self.pipeline.writer.write(await self.pipeline.handle_jobs(self.deliverer, pairs, settle))
+        await self.pipeline.writer.write(await self.pipeline.handle_jobs(self.deliverer, pairs, queue_behind))
 
     async def _hold_until(self, stream: faust.Stream[bytes], due: float) -> None:
         """Wait for `due` with this instance's retry partitions paused (or until its circuit opens)."""

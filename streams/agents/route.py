@@ -23,7 +23,8 @@ import faust
 
 from pushstream.codecs.records import Job, Outcome, Unmatched, encode, pack_jobs
 from pushstream.codecs.route import Routed, route_record
-from pushstream.streams.agents.pipeline import TAKE_WITHIN, Agent, Pipeline, or_exit
+from pushstream.streams.agents.base import TAKE_WITHIN, Agent, or_exit
+from pushstream.streams.agents.pipeline import Pipeline
 from pushstream.streams.kafka.admin import key_partition
 from pushstream.streams.kafka.writer import Record
 

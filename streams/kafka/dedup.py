@@ -32,52 +32,26 @@ import logging
 import math
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import faust
 import msgspec
-from rocksdict import AccessType, Options, Rdict, WriteBatch
+from rocksdict import WriteBatch
 
 from pushstream.codecs.records import REMEMBERED, Job, Outcome, decode_outcome
 from pushstream.streams.kafka.admin import Cluster, changelog_ends, read_since
-from pushstream.streams.kafka.faust_compat import table_database
+from pushstream.streams.kafka.faust_compat import persisted_offset, table_bytes, table_database, table_files
 from pushstream.streams.kafka.writer import Record
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Dedup", "dedup_key"]
 
-OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps a partition's applied offset
-
-
-_json = msgspec.json.encode
-
-
 #: Per partition database: small write buffers and cache (a worker holds one database per
 #: assigned partition; Faust's defaults are 64 MB buffers and a 2 GB cache each), and a bloom
 #: filter of 10 bits per key, since most lookups are for jobs never seen (~1 us each).
 ROCKSDB = {"driver": "rocksdict", "write_buffer_size": 2 << 20, "max_write_buffer_number": 2,
            "block_cache_size": 4 << 20, "bloom_filter_size": 10}
-
-
-def _persisted_offset(path: Path) -> int | None:
-    """The changelog offset Faust's RocksDB store last applied to this partition's files."""
-    try:
-        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
-    except Exception:  # unreadable files are rebuilt like stale ones
-        return 1 << 62
-    try:
-        value = db.get(OFFSET_KEY)
-    finally:
-        db.close()
-    if value is None:
-        return None
-    # Opened without TTL (read-only), a TTL database's values show RocksDB's 4-byte timestamp suffix.
-    try:
-        return int(value[:-4] if not value.isdigit() else value)
-    except ValueError:
-        return 1 << 62
 
 
 def _when(entry: bytes) -> float:
@@ -115,15 +89,14 @@ class Dedup:
         Faust would stop with ConsistencyError, and keeping the files would remember deliveries
         the broker no longer knows. Removed partitions are rebuilt from the changelog, and the
         outcome warm-up covers the last `dedup_lookback` seconds."""
-        tabledir = Path(self.table.app.conf.tabledir)
-        local = {p: tabledir / f"delivered-{p}.db" for p in range(partitions)}
+        local = {p: table_files(self.table, p) for p in range(partitions)}
         local = {p: path for p, path in local.items() if path.exists()}
         if not local:
             return []
         ends = changelog_ends(broker, self.changelog, list(local))
         removed = []
         for p, path in sorted(local.items()):
-            persisted = _persisted_offset(path)
+            persisted = persisted_offset(path)
             if persisted is not None and persisted >= ends.get(p, 0):
                 log.warning("dedup: local state of partition %d is ahead of the broker (persisted offset %d, "
                             "changelog ends at %d); rebuilding it from the changelog and recent outcomes",
@@ -147,7 +120,7 @@ class Dedup:
         for job, partition in pairs:
             key = dedup_key(job)
             db = self._db(partition)
-            entry: bytes | None = db.get(_json(key)) if db is not None else None
+            entry: bytes | None = db.get(table_bytes(key)) if db is not None else None
             seen = _when(entry) if entry is not None else self.recent.get(key)
             # A replay goes past what the table remembers (its rejection), not past this batch.
             if key in partitions or (not job.replay and seen is not None and now - seen < self.window):
@@ -177,13 +150,11 @@ class Dedup:
             if partition is None:
                 continue
             if partition not in values:
-                # The bytes Faust's table recovery reads back (str keys and values as JSON strings); msgspec,
-                # not the changelog topic's `prepare_key`: Faust's serializers cost ~20 us a record.
-                values[partition] = _json(f"{now:.3f}:{partition}")
+                values[partition] = table_bytes(f"{now:.3f}:{partition}")
                 db = self._db(partition)
                 if db is not None:
                     batches[partition] = (db, WriteBatch(raw_mode=True))
-            encoded = _json(key)
+            encoded = table_bytes(key)
             if partition in batches:
                 batches[partition][1].put(encoded, values[partition])
             records.append(Record(self.changelog, encoded, values[partition], partition))

@@ -1,4 +1,4 @@
-"""The pipeline's Faust app class, its settings, its monitor and its garbage collector's tuning.
+"""The pipeline's Faust app class, its settings and its garbage collector's tuning.
 
 Settings are built from a loaded config (`app_settings`), never read at import; Faust's
 insides are reached through faust_compat.py only.
@@ -9,41 +9,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
-from faust.sensors import Monitor
-
 from pushstream.codecs.config import Config
-from pushstream.streams.kafka.faust_compat import CompatApp
+from pushstream.streams.kafka.faust_compat import CompatApp, LeanMonitor
 from pushstream.streams.kafka.security import faust_settings
 
-__all__ = ["LeanMonitor", "PushstreamApp", "app_settings", "broker_ends", "tune_gc"]
+__all__ = ["PushstreamApp", "app_settings", "broker_ends", "tune_gc"]
 
 log = logging.getLogger(__name__)
-
-
-class LeanMonitor(Monitor):
-    """Faust's monitor without its per-record statistics.
-
-    Faust's `Monitor` counts and times every message and stream event (for its web view and
-    metrics, both off here): four calls per record, ~5% of the worker's CPU in the end-to-end
-    bench's profile. Kept: the stream's last-event time per partition, which the consumer's
-    "stream stopped processing" warning reads, and everything not per record.
-    """
-
-    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
-        pass
-
-    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
-        self.stream_inbound_time[tp] = time.monotonic()  # as Monitor: the warning compares monotonic times
-
-    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
-        pass
-
-    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
-        pass
 
 
 class PushstreamApp(CompatApp):
@@ -92,7 +67,7 @@ async def broker_ends(consumer: Any, tps: list[Any]) -> dict[Any, int | None]:
 
 def app_settings(config: Config) -> dict[str, Any]:
     """Faust's settings for this config: raw bytes everywhere (agents decode with msgspec), web off
-    (ops.py serves health and metrics), the group timings and commit interval from [kafka], and
+    (ops/server.py serves health and metrics), the group timings and commit interval from [kafka], and
     its TLS/SASL credentials (security.py, from the same options as every librdkafka client)."""
     k = config.kafka
     return dict(

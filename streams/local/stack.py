@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from pushstream.streams.kafka.faust_compat import READY_LINE
 from pushstream.streams.local.broker import free_port, wait_for_port
 
 __all__ = ["Proc", "local_config", "start_intake", "start_sandbox", "start_server", "start_worker"]
@@ -93,7 +94,7 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.output()
-            if "Worker]: Ready" in text:
+            if READY_LINE in text:
                 return
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{text[-4000:]}")

@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 from faust.worker import Worker
 
+from pushstream.streams.kafka.faust_compat import READY_LINE
+
 __all__ = ["JsonFormatter", "KeepOwnInfo", "QuietWorker", "handler"]
 
 log = logging.getLogger("pushstream.worker")
@@ -32,7 +34,7 @@ class KeepOwnInfo(logging.Filter):
             return True
         message = record.getMessage()
         if message.startswith("[^"):
-            return record.levelno == logging.INFO and message.endswith("]: Ready")
+            return record.levelno == logging.INFO and message.endswith(READY_LINE)
         return record.name.startswith("pushstream")
 
 

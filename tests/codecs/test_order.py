@@ -51,7 +51,7 @@ def test_a_user_waits_while_it_has_records_on_the_retry_topic() -> None:
     assert not order.waits(0, "u")
     order.wrote(0, head)
     assert order.waits(0, "u") and not order.waits(1, "u") and not order.waits(0, "v")
-    order.settled(0, head)
+    order.done_with(0, head)
     assert not order.waits(0, "u")
 
 
@@ -62,7 +62,7 @@ def test_a_job_may_go_only_when_no_earlier_record_of_its_user_is_elsewhere() -> 
         order.wrote(0, job)
     assert order.sendable(0, "u", jobs) == 4  # the whole line is in the take
     assert order.sendable(0, "u", jobs[2:]) == 0  # 1 and 2 are still out there
-    order.settled(0, jobs[0])
+    order.done_with(0, jobs[0])
     assert order.sendable(0, "u", jobs[1:3]) == 2  # 4 comes later: 2 and 3 may go
     order.wrote(0, jobs[1])  # a copy of 2 (read twice after a crash) does not hold 2 back
     assert order.sendable(0, "u", [jobs[1], jobs[2]]) == 1
@@ -90,7 +90,7 @@ def test_a_hot_user_falls_back_to_unordered_with_one_warning_until_it_drains() -
     assert [w is not None for w in warnings] == [False, False, False, True, False]
     assert not order.ordered("hot") and not order.waits(0, "hot")
     for job in jobs:
-        order.settled(0, job)
+        order.done_with(0, job)
     assert order.ordered("hot")
 
 

@@ -63,7 +63,7 @@ def test_a_full_request_goes_at_once_and_a_partial_one_waits_the_batch_window(
     try:
         events = sample_events(130, seed=2, prefix=prefix, mix="track")
         stack.produce(events[:100])
-        full = stack.outcomes.wait(mine(prefix), 100, settle=0)
+        full = stack.outcomes.wait(mine(prefix), 100, linger=0)
         stack.produce(events[100:])
         partial = stack.outcomes.wait(mine(prefix), 130, timeout=60)[100:]
     finally:
@@ -90,8 +90,8 @@ def test_user_deletion_reaches_every_instance(stack: Stack, prefix: str) -> None
 def test_a_slow_instance_does_not_slow_another(faulty: Stack, prefix: str) -> None:
     faulty.sandbox.fault(latency=5.0, appcode="APP-SLOW", duration=60)
     faulty.produce(targeted_events(prefix, 100, "slow,fast"))
-    fast = faulty.outcomes.wait(mine(prefix, "pw-fast"), 100, timeout=60, settle=0)
-    slow = faulty.outcomes.wait(mine(prefix, "pw-slow"), 100, timeout=90, settle=0)
+    fast = faulty.outcomes.wait(mine(prefix, "pw-fast"), 100, timeout=60, linger=0)
+    slow = faulty.outcomes.wait(mine(prefix, "pw-slow"), 100, timeout=90, linger=0)
     assert {o["status"] for o in fast + slow} == {"delivered"}
     fast_p50 = statistics.median(o["latency_ms"] for o in fast)
     slow_p50 = statistics.median(o["latency_ms"] for o in slow)
@@ -128,7 +128,7 @@ def test_a_redelivered_event_is_not_sent_twice_even_after_a_restart(broker: Loca
     ours = mine(prefix)
     try:
         stack.produce(events)
-        first = stack.outcomes.wait(ours, 300, timeout=60, settle=0)
+        first = stack.outcomes.wait(ours, 300, timeout=60, linger=0)
         assert {o["status"] for o in first} == {"delivered"}
         stack.produce(events[:100])
         again = stack.outcomes.wait(ours, 400, timeout=60)[300:]

@@ -128,7 +128,7 @@ def test_a_45_s_outage_parks_jobs_without_churn_and_drains_fast(broker: LocalBro
             stack.produce(events[i:i + 1_000])
             time.sleep(max(0.0, min(OUTAGE / 12, recovered_at - 5 - time.time())))
         outcomes = stack.outcomes.wait(lambda o: mine(prefix)(o) and o["status"] != "duplicate", 10_000,
-                                       timeout=240, settle=2)
+                                       timeout=240, linger=2)
         assert collections.Counter(o["status"] for o in outcomes) == {"delivered": 10_000}
         assert len({o["message_id"] for o in outcomes}) == 10_000
         attempts = {o["message_id"]: o["attempts"] for o in outcomes}

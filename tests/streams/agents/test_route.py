@@ -89,7 +89,7 @@ def test_custom_mapping_from_a_file_with_a_trigger(stack: Stack, prefix: str) ->
         {**base, "messageId": f"{prefix}-other", "event": "Signed Up", "properties": {"revenue": 500}},
     ]
     stack.produce(events)
-    outcomes = stack.outcomes.wait(lambda o: mine(prefix)(o) and o["instance"] == "pushwoosh-custom", 1, settle=3)
+    outcomes = stack.outcomes.wait(lambda o: mine(prefix)(o) and o["instance"] == "pushwoosh-custom", 1, linger=3)
     assert [(o["message_id"], o["mapping"], o["status"]) for o in outcomes] == [
         (f"{prefix}-big", "Orders only", "delivered")]
     (request,) = [r for r in stack.sandbox.requests(POST_EVENTS) if r["body"]["events"][0]["user_id"] == f"{prefix}-u"

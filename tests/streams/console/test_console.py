@@ -99,7 +99,7 @@ db = "{workdir / run / 'console.sqlite3'}"
     console = None
     try:
         stack.produce(raw)
-        outcomes = stack.outcomes.wait(lambda o: o.get("topic") == f"{run}-events", 602, settle=3)
+        outcomes = stack.outcomes.wait(lambda o: o.get("topic") == f"{run}-events", 602, linger=3)
         expected = _counts(outcomes)
         assert expected["pushwoosh-sandbox"]["rejected"] == 2 and expected[""] == {"invalid": 2}
         # Its events wait for a key that works; only the one its mapping refuses has an outcome.
@@ -161,7 +161,7 @@ db = "{workdir / run / 'console.sqlite3'}"
         console = start_server("console", workdir, config_path, local_env(), port)
         assert _api_counts(url) == expected  # from the store at once, before reading anything new
         stack.produce([msgspec.json.encode(e) for e in sample_events(20, seed=6, prefix=f"{run}-more", mix="track")])
-        more = stack.outcomes.wait(lambda o: o.get("topic") == f"{run}-events", 642, settle=2)
+        more = stack.outcomes.wait(lambda o: o.get("topic") == f"{run}-events", 642, linger=2)
         assert _wait_counts(url, _counts(more)) == _counts(more)
     finally:
         sandbox.clear_faults()

@@ -132,7 +132,7 @@ def test_worker_restarts_on_the_same_state_always_come_up_also_after_a_broker_re
                 events = targeted_events(f"r{round_}-{uuid.uuid4().hex[:6]}", 30, "none")
                 produce_lines(config, [msgspec.json.encode(e) for e in events])
                 prefix = events[0]["messageId"].rsplit("-", 1)[0]
-                outcomes = reader.wait(mine(prefix), 30, timeout=60, settle=0)
+                outcomes = reader.wait(mine(prefix), 30, timeout=60, linger=0)
                 assert collections.Counter(o["status"] for o in outcomes) == {"delivered": 30}, round_
             finally:
                 reader.consumer.close()

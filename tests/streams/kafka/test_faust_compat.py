@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from faust.types import TP as FaustTP
 
-from pushstream.streams.kafka.faust_app import LeanMonitor, PushstreamApp
+from pushstream.streams.kafka.faust_app import PushstreamApp
+from pushstream.streams.kafka.faust_compat import LeanMonitor
 
 TP = namedtuple("TP", "topic partition")
 
@@ -91,3 +92,15 @@ def test_the_monitor_keeps_no_per_record_statistics_but_the_stream_idle_clock() 
     monitor.on_message_out(tp, 3, object())
     assert monitor.stream_inbound_time[tp] == pytest.approx(time.monotonic(), abs=5)
     assert monitor.messages_received_total == 0 and monitor.events_total == 0 and not monitor.stream_lookup
+
+
+def test_table_files_are_where_faust_s_rocksdb_store_puts_them(tmp_path: Any) -> None:
+    """dedup reads a partition's files before the app starts, without creating the store (that left
+    the worker unable to stop on SIGTERM), so the path is computed: it must be the store's own."""
+    from pushstream.streams.kafka.dedup import Dedup
+    from pushstream.streams.kafka.faust_compat import table_files
+
+    app = PushstreamApp("t", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False,
+                        store="memory://", datadir=str(tmp_path))
+    dedup = Dedup(app, 60.0, 4)
+    assert [table_files(dedup.table, p) for p in range(4)] == [dedup.table.data.partition_path(p) for p in range(4)]
