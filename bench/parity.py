@@ -276,7 +276,7 @@ ODD_DATES = "deliberate:odd date strings only JavaScript's Date parser reads"
 
 
 def _odd_date(*messages: str | None) -> bool:
-    """Whether one side refused a datetime value the other took (README, "Odd date strings")."""
+    """Whether one side refused a datetime value the other took (docs/parity.md, "Odd date strings")."""
     return any("date-like" in m for m in messages if m)
 
 

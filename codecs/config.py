@@ -80,7 +80,7 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: outcome and its dedup entry; must exceed how long offsets can stay uncommitted.
     dedup_lookback: Annotated[float, msgspec.Meta(ge=0)] = 600.0
     #: Where a worker keeps its local state (the dedup table's RocksDB files), relative to its
-    #: working directory. One per worker process (see the README's Dedup).
+    #: working directory. One per worker process (see docs/operating.md, Dedup).
     state_dir: str = "pushstream-state"
 
 

@@ -179,7 +179,7 @@ _FROM_TEXT = (dt.datetime(2001, 1, 1), dt.datetime(2002, 2, 2))
 def is_date_like(text: str) -> bool:
     """Segment's `date-like` format: what dayjs (or `new Date`) can parse; numeric strings are unix times.
 
-    An approximation of JavaScript's legacy Date parser (README, "Odd date strings"): ISO
+    An approximation of JavaScript's legacy Date parser (docs/parity.md, "Odd date strings"): ISO
     8601 with fields in range, dayjs's own pattern, plain decimal unix times, and what dateutil
     reads with a month and a day or year taken from the text ("March" or "12:30" alone are
     not dates; dateutil would fill them in from today)."""

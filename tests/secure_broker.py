@@ -9,7 +9,7 @@
   request before a login. Its bundled storage (memory/S3 "dynostore") stores no SCRAM
   credentials (`user_scram_credential` answers None in 0.6's source), so every login is
   refused as an unknown user: a real enforcing broker for the failure paths, none for a
-  successful SCRAM login (the note and the README say so).
+  successful SCRAM login (docs/operating.md says so).
 """
 
 from __future__ import annotations

@@ -162,3 +162,17 @@ def test_faust_layouts_and_texts_are_named_in_the_compat_module_only(module: str
         return
     text = MODULES[module].read_text()
     assert not [s for s in SEAM_ONLY if s in text], module
+
+
+def test_the_readme_is_short_and_every_page_link_resolves() -> None:
+    """The README is what a newcomer reads first (the rest is in docs/), and no page links to a file
+    that is not there."""
+    import re
+
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150
+    broken = []
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), ROOT / "bench" / "RESULTS.md"]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")) and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken

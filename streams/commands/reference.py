@@ -42,7 +42,7 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("[kafka]", KafkaConfig, "Where the brokers are, how to connect to them, topics and group timings. "
-            "The security keys are explained in the README's \"Connecting to your Kafka\".",
+            "The security keys are explained in docs/operating.md, \"Connecting to your Kafka\".",
             {"broker": environ.BROKER_ENV, "replication_factor": environ.REPLICATION_ENV,
              **{k: ENV_PREFIX + k.upper() for k in SECURITY_KEYS}}),
     Section("[pipeline]", PipelineConfig, "Batching, retries, dedup and the worker's local state.",

@@ -132,7 +132,7 @@ class OpsServer(mode.Service):
                 continue
             committed, read, _ = partition_offsets(consumer, tp)
             position = (read + 1) if read is not None else (committed or 0)
-            # Max with 0: Tansu's high watermark can lag the records already read (README).
+            # Max with 0: Tansu's high watermark can lag the records already read (docs/operating.md).
             lag = max(0, (high or 0) - position)
             m.lag.labels(tp.topic, str(tp.partition)).set(lag)
             if tp.topic in retry_topics:

@@ -59,6 +59,6 @@ CORPUS = [json.loads(line) for line in (Path(__file__).parent / "data" / "segmen
 def test_generated_corpus_matches_segment_or_a_listed_difference(recorded: dict[str, Any]) -> None:
     """A recorded subset of `bench/parity.py`'s corpus (Segment's answers from its own engine):
     each case still gets the verdict it was recorded with, `agree` or a listed deliberate
-    difference (README, "Parity with Segment")."""
+    difference (docs/parity.md)."""
     verdict, _ = PARITY.verdict(recorded["case"], recorded["segment"])
     assert verdict == recorded["verdict"]
