@@ -12,34 +12,18 @@ from typing import Any
 import msgspec
 
 from pushstream.codecs.destinations.pushwoosh import PUSHWOOSH
-from pushstream.streams.local.stack import local_config
+from pushstream.streams.local.stack import local_config, mapped_instance
 
 BRANDS = 20
-
-
-def _instance(url: str, name: str, app: str, subscribe: str) -> str:
-    return f"""
-[[destinations]]
-name = "{name}"
-type = "pushwoosh"
-presets = false
-settings = {{ pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "{app}", baseUrl = "{url}" }}
-
-[[destinations.mappings]]
-name = "brand"
-action = "trackEvent"
-subscribe = '{subscribe}'
-mapping_file = "track-mapping.json"
-enable_batching = true
-"""
 
 
 def _config(broker_url: str, url: str, name: str, instances: int) -> str:
     head = local_config(broker_url, url, prefix=name, app_id=name, input_topic=f"{name}-in", partitions=8,
                         batch_window=0.2).split("[[destinations]]")[0]
     if instances == 1:
-        return head + _instance(url, f"{name}-all", "SANDBOX-APP", 'type = "track"')
-    return head + "".join(_instance(url, f"{name}-b{i}", "SANDBOX-APP", f'type = "track" and properties.brand = "b{i}"')
+        return head + mapped_instance(url, f"{name}-all", "SANDBOX-APP", 'type = "track"', mapping="brand")
+    return head + "".join(mapped_instance(url, f"{name}-b{i}", "SANDBOX-APP",
+                                          f'type = "track" and properties.brand = "b{i}"', mapping="brand")
                           for i in range(instances))
 
 

@@ -90,22 +90,23 @@ def certs(workdir: Path) -> Certs:
     return make_certs(workdir / "certs")
 
 
+def _tls_front(workdir: Path, certs: Certs, mtls: bool) -> Iterator[SecureBroker]:
+    needs_tool("stunnel")
+    b = start_tls_broker(workdir, certs, mtls=mtls)
+    yield b
+    b.stop()
+
+
 @pytest.fixture(scope="session")
 def tls_broker(workdir: Path, certs: Certs) -> Iterator[SecureBroker]:
     """A broker reachable only over TLS (its certificate signed by the private CA)."""
-    needs_tool("stunnel")
-    b = start_tls_broker(workdir, certs, mtls=False)
-    yield b
-    b.stop()
+    yield from _tls_front(workdir, certs, mtls=False)
 
 
 @pytest.fixture(scope="session")
 def mtls_broker(workdir: Path, certs: Certs) -> Iterator[SecureBroker]:
     """A broker reachable only over TLS with a client certificate the private CA signed."""
-    needs_tool("stunnel")
-    b = start_tls_broker(workdir, certs, mtls=True)
-    yield b
-    b.stop()
+    yield from _tls_front(workdir, certs, mtls=True)
 
 
 @pytest.fixture(scope="session")

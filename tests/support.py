@@ -23,7 +23,7 @@ from pushstream.codecs.config import Config, load_config
 from pushstream.streams.commands.produce import produce_lines
 from pushstream.streams.kafka.admin import ensure_topics, make_reader
 from pushstream.streams.local.broker import free_port
-from pushstream.streams.local.stack import Proc, local_env, start_worker
+from pushstream.streams.local.stack import Proc, local_env, mapped_instance, start_worker
 
 EXTRA_DESTINATIONS = """
 [[destinations]]
@@ -227,24 +227,10 @@ def write_track_mapping(workdir: Path) -> None:
 
 def targeted_instances(sandbox_url: str, names: tuple[str, ...], extra: dict[str, str] | None = None) -> str:
     """Pushwoosh instances that each take only track events whose properties.targets names them."""
-    blocks = []
-    for name in names:
-        options = (extra or {}).get(name, "")
-        blocks.append(f"""
-[[destinations]]
-name = "pw-{name}"
-type = "pushwoosh"
-presets = false
-settings = {{ pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "APP-{name.upper()}", baseUrl = "{sandbox_url}" }}
-{options}
-[[destinations.mappings]]
-name = "targeted"
-action = "trackEvent"
-subscribe = 'type = "track" and contains(properties.targets, "{name}")'
-mapping_file = "track-mapping.json"
-enable_batching = true
-""")
-    return "".join(blocks)
+    return "".join(mapped_instance(sandbox_url, f"pw-{name}", f"APP-{name.upper()}",
+                                   f'type = "track" and contains(properties.targets, "{name}")', mapping="targeted",
+                                   options=(extra or {}).get(name, ""))
+                   for name in names)
 
 
 def mine(prefix: str, instance: str | None = None) -> Callable[[dict[str, Any]], bool]:

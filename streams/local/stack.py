@@ -16,7 +16,7 @@ import httpx
 from pushstream.streams.kafka.faust_compat import READY_LINE
 from pushstream.streams.local.broker import free_port, wait_for_port
 
-__all__ = ["Proc", "local_config", "start_intake", "start_sandbox", "start_server", "start_worker"]
+__all__ = ["Proc", "local_config", "mapped_instance", "start_intake", "start_sandbox", "start_server", "start_worker"]
 
 SANDBOX_PW_KEY = "sandbox-pushwoosh-key"
 SANDBOX_PW_APP = "SANDBOX-APP"
@@ -60,6 +60,28 @@ name = "xtremepush-sandbox"
 type = "xtremepush"
 settings = {{ url = "{sandbox_url}/", apiKey = "${{XTREMEPUSH_API_KEY}}" }}
 {extra_destinations}
+"""
+
+
+def mapped_instance(sandbox_url: str, name: str, app_code: str, subscribe: str, *, mapping: str = "mapped",
+                    options: str = "") -> str:
+    """A Pushwoosh instance on the sandbox with presets off and one batched custom Track Event
+    mapping (`track-mapping.json` beside the config) taking the events `subscribe` selects;
+    `options` adds instance keys (`ordering = "per_user"`, ...)."""
+    return f"""
+[[destinations]]
+name = "{name}"
+type = "pushwoosh"
+presets = false
+{options}
+settings = {{ {_PW_SETTINGS.replace(SANDBOX_PW_APP, app_code)}, baseUrl = "{sandbox_url}" }}
+
+[[destinations.mappings]]
+name = "{mapping}"
+action = "trackEvent"
+subscribe = '{subscribe}'
+mapping_file = "track-mapping.json"
+enable_batching = true
 """
 
 

@@ -11,31 +11,17 @@ from typing import Any
 
 import pytest
 
-from pushstream.streams.local.stack import local_config
+from pushstream.streams.local.stack import local_config, mapped_instance
 from tests.support import POST_EVENTS, SandboxClient, Stack, close, launch, mine, write_track_mapping
 
 FAULT_SECONDS = 15.0
 
 
 def _instances(sandbox_url: str) -> str:
-    blocks = []
-    for name, ordering in (("ordered", "per_user"), ("unordered", "unordered")):
-        blocks.append(f"""
-[[destinations]]
-name = "pw-{name}"
-type = "pushwoosh"
-presets = false
-ordering = "{ordering}"
-settings = {{ pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "APP-{name.upper()}", baseUrl = "{sandbox_url}" }}
-
-[[destinations.mappings]]
-name = "ordered"
-action = "trackEvent"
-subscribe = 'type = "track" and properties.ordertest = true'
-mapping_file = "track-mapping.json"
-enable_batching = true
-""")
-    return "".join(blocks)
+    return "".join(mapped_instance(sandbox_url, f"pw-{name}", f"APP-{name.upper()}",
+                                   'type = "track" and properties.ordertest = true', mapping="ordered",
+                                   options=f'ordering = "{ordering}"')
+                   for name, ordering in (("ordered", "per_user"), ("unordered", "unordered")))
 
 
 def _launch(broker_url: str, sandbox: SandboxClient, workdir: Path, name: str) -> Stack:
