@@ -1,5 +1,5 @@
 """Kafka over TLS (private CA), mTLS and SASL, on brokers that enforce them (tests/secure_broker.py):
-a worker, the intake, the console and the CLI end to end, a kill -9 and restart over mTLS, and
+a worker, the intake, the console and the CLI end to end over TLS and mTLS, a kill -9 and restart over mTLS, and
 each failure as one line with exit code 5, nothing consumed or committed, no secret printed."""
 
 from __future__ import annotations
@@ -57,18 +57,20 @@ def _no_secret(*texts: str) -> None:
 
 # --- end to end -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tls_stack(tls_broker: SecureBroker, sandbox: SandboxClient, workdir: Path) -> Iterator[dict[str, Any]]:
-    """A worker, an intake and a console, all on the TLS-only broker (private CA)."""
+@pytest.fixture(scope="module", params=["tls_broker", "mtls_broker"])
+def tls_stack(request: pytest.FixtureRequest, sandbox: SandboxClient, workdir: Path) -> Iterator[dict[str, Any]]:
+    """A worker, an intake and a console, all on the TLS-only broker (private CA), then on the mTLS one."""
+    broker: SecureBroker = request.getfixturevalue(request.param)
+    name = request.param.replace("_broker", "e2e")
     intake_port, console_port = free_port(), free_port()
     extra = (f'\n[intake]\nlisten = "127.0.0.1:{intake_port}"\n[[intake.sources]]\nname = "web"\n'
-             f'write_key = "${{SEGMENT_WRITE_KEY}}"\ntopic = "tlse2e-events"\n'
-             f'\n[console]\nlisten = "127.0.0.1:{console_port}"\ndb = "{workdir / "tls-console.sqlite3"}"\n')
-    path = _write(workdir, "tlse2e", tls_broker.url, sandbox.url, tls_broker.kafka_toml(), extra)
+             f'write_key = "${{SEGMENT_WRITE_KEY}}"\ntopic = "{name}-events"\n'
+             f'\n[console]\nlisten = "127.0.0.1:{console_port}"\ndb = "{workdir / f"{name}-console.sqlite3"}"\n')
+    path = _write(workdir, name, broker.url, sandbox.url, broker.kafka_toml(), extra)
     env = _env(SEGMENT_WRITE_KEY=WRITE_KEY)
     config = load_config(path.read_text(), env, workdir)
     ensure_topics(config)
-    worker = start_worker(workdir, path, env, name="tlse2e")
+    worker = start_worker(workdir, path, env, name=name)
     intake = start_intake(workdir, path, env, intake_port)
     console = start_server("console", workdir, path, env, console_port)
     yield {"path": path, "config": config, "env": env, "worker": worker, "intake": intake, "console": console}
@@ -77,7 +79,7 @@ def tls_stack(tls_broker: SecureBroker, sandbox: SandboxClient, workdir: Path) -
     _no_secret(worker.output(), intake.output(), console.output())
 
 
-def test_worker_intake_console_and_every_command_over_tls(tls_stack: dict[str, Any], tmp_path: Path,
+def test_worker_intake_console_and_every_command_over_tls_and_mtls(tls_stack: dict[str, Any], tmp_path: Path,
                                                           prefix: str) -> None:
     from segment.analytics import Client
 
