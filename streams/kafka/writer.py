@@ -137,15 +137,20 @@ class Writer(mode.Service):
         None. An answer younger than REACH_CACHE is reused, so health probes never pile up."""
         checked_at, problem = self._reached
         if time.monotonic() - checked_at > REACH_CACHE:
-            try:
-                await asyncio.to_thread(self.producer.list_topics, timeout=REACH_TIMEOUT)
-                problem = ""
-            except Exception as exc:  # KafkaException: its text names the transport failure
-                cause = explain([str(exc), *self._reports], self.kafka)
-                problem = (f"Kafka at {self.kafka.broker} ({self.kafka.security_protocol}): {cause}" if cause
-                           else f"cannot reach Kafka at {self.kafka.broker}: {exc}")
+            problem = await asyncio.to_thread(self._reach, self.producer)
             self._reached = (time.monotonic(), problem)
         return problem or None
+
+    def _reach(self, producer: Producer) -> str:
+        """"" when the broker answers a metadata request, else why. Runs in a thread: explaining a
+        failure may probe the broker's port (`security.speaks_tls`), which must not block the loop."""
+        try:
+            producer.list_topics(timeout=REACH_TIMEOUT)
+            return ""
+        except Exception as exc:  # KafkaException: its text names the transport failure
+            cause = explain([str(exc), *self._reports], self.kafka)
+            return (f"Kafka at {self.kafka.broker} ({self.kafka.security_protocol}): {cause}" if cause
+                    else f"cannot reach Kafka at {self.kafka.broker}: {exc}")
 
     async def partitions(self, topics: Sequence[str]) -> dict[str, int]:
         """Partition counts of `topics`, from the broker's metadata (looked up once per topic)."""

@@ -23,7 +23,8 @@ SANDBOX_PW_APP = "SANDBOX-APP"
 SANDBOX_XP_KEY = "sandbox-xtremepush-key"
 
 
-_PW_SETTINGS = f'pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "{SANDBOX_PW_APP}"'
+def _pw_settings(app_code: str = SANDBOX_PW_APP) -> str:
+    return f'pushwooshAPIKey = "${{PUSHWOOSH_API_KEY}}", pushwooshAppCode = "{app_code}"'
 
 
 def local_config(broker_url: str, sandbox_url: str, *, prefix: str = "pushstream", app_id: str = "pushstream",
@@ -53,7 +54,7 @@ batch_window = {batch_window}
 [[destinations]]
 name = "pushwoosh-sandbox"
 type = "pushwoosh"
-settings = {{ {_PW_SETTINGS}, baseUrl = "{sandbox_url}" }}
+settings = {{ {_pw_settings()}, baseUrl = "{sandbox_url}" }}
 
 [[destinations]]
 name = "xtremepush-sandbox"
@@ -74,7 +75,7 @@ name = "{name}"
 type = "pushwoosh"
 presets = false
 {options}
-settings = {{ {_PW_SETTINGS.replace(SANDBOX_PW_APP, app_code)}, baseUrl = "{sandbox_url}" }}
+settings = {{ {_pw_settings(app_code)}, baseUrl = "{sandbox_url}" }}
 
 [[destinations.mappings]]
 name = "{mapping}"
