@@ -36,6 +36,7 @@ class Field:
     allow_null: bool = False
     default: Any = None  # the default mapping (a directive or a literal); None = no default
     format: str | None = None  # email | uri
+    choices: tuple[str, ...] | None = None  # the values a field takes (Segment's `choices`: AJV's enum)
     properties: tuple[Field, ...] | None = None  # object sub-fields (unknown sub-keys stripped)
     description: str = ""
 
@@ -165,7 +166,31 @@ _EMAIL = re.compile(
     r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$",
     re.IGNORECASE,
 )
-_URI = re.compile(r"^[a-z][a-z0-9+\-.]*:[^\s]*$", re.IGNORECASE)
+
+
+def _rfc3986_uri() -> re.Pattern[str]:
+    """An absolute URI as RFC 3986 (appendix A) writes one, which is what AJV's `uri` format takes:
+    ASCII only, a scheme, then a non-empty rest (AJV refuses `http:` with nothing after it)."""
+    unreserved, pct, sub = r"a-z0-9\-._~", r"%[0-9a-f]{2}", r"!$&'()*+,;="
+    pchar = rf"(?:[{unreserved}{sub}:@]|{pct})"
+    h16 = r"[0-9a-f]{1,4}"
+    octet = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+    ipv4 = rf"(?:{octet}\.){{3}}{octet}"
+    ls32 = rf"(?:{h16}:{h16}|{ipv4})"
+    ipv6 = "|".join([
+        rf"(?:{h16}:){{6}}{ls32}", rf"::(?:{h16}:){{5}}{ls32}", rf"(?:{h16})?::(?:{h16}:){{4}}{ls32}",
+        *(rf"(?:(?:{h16}:){{0,{n}}}{h16})?::(?:{h16}:){{{4 - n}}}{ls32}" for n in (1, 2)),
+        rf"(?:(?:{h16}:){{0,3}}{h16})?::{h16}:{ls32}", rf"(?:(?:{h16}:){{0,4}}{h16})?::{ls32}",
+        rf"(?:(?:{h16}:){{0,5}}{h16})?::{h16}", rf"(?:(?:{h16}:){{0,6}}{h16})?::"])
+    ip_literal = rf"\[(?:{ipv6}|v[0-9a-f]+\.[{unreserved}{sub}:]+)\]"
+    host = rf"(?:{ip_literal}|(?:[{unreserved}{sub}]|{pct})*)"
+    authority = rf"(?:(?:[{unreserved}{sub}:]|{pct})*@)?{host}(?::\d*)?"
+    hier = rf"(?://{authority}(?:/{pchar}*)*|/(?:{pchar}+(?:/{pchar}*)*)?|{pchar}+(?:/{pchar}*)*)"
+    tail = rf"(?:\?(?:{pchar}|[/?])*)?(?:#(?:{pchar}|[/?])*)?"
+    return re.compile(rf"[a-z][a-z0-9+\-.]*:{hier}{tail}", re.IGNORECASE | re.ASCII | re.DOTALL)
+
+
+_URI = _rfc3986_uri()
 _DAYJS = re.compile(r"^(\d{4})[-/]?(\d{1,2})?[-/]?(\d{0,2})[Tt\s]*(\d{1,2})?:?(\d{1,2})?:?(\d{1,2})?[.:]?(\d+)?$")
 
 
@@ -205,8 +230,16 @@ def _check_format(f: Field, value: Any, errors: list[str]) -> None:
         errors.append(f"{f.label} must be a valid date-like string but it was not.")
     elif f.format == "email" and not _EMAIL.match(value):
         errors.append(f"{f.label} must be a valid email address string but it was not.")
-    elif f.format == "uri" and not _URI.match(value):
+    elif f.format == "uri" and not _URI.fullmatch(value):
         errors.append(f"{f.label} must be a valid URI string but it was not.")
+
+
+def _check_choices(f: Field, value: Any, errors: list[str]) -> None:
+    if f.choices is not None and value not in f.choices:
+        listed = [f'"{c}"' for c in f.choices]
+        allowed = listed[0] if len(listed) == 1 else (
+            f"{listed[0]} or {listed[1]}" if len(listed) == 2 else ", ".join(listed[:-1]) + f", or {listed[-1]}")
+        errors.append(f"{f.label} must be one of: {allowed}.")
 
 
 def _validate_value(f: Field, value: Any, errors: list[str]) -> Any:
@@ -240,6 +273,7 @@ def _validate_value(f: Field, value: Any, errors: list[str]) -> Any:
     if isinstance(value, dict) and f.properties is not None:
         return _validate_object(value, f.properties, errors, f"The value at /{f.name}")
     _check_format(f, value, errors)
+    _check_choices(f, value, errors)
     return value
 
 
@@ -283,10 +317,13 @@ Validator = Callable[[dict[str, Any]], dict[str, Any]]
 
 def _fast_check(f: Field) -> Callable[[Any], bool] | None:
     if f.type in ("string", "text", "password"):
+        if f.choices is not None:
+            choices = frozenset(f.choices)
+            return lambda v: type(v) is str and v in choices
         if f.format == "email":
             return lambda v: type(v) is str and _EMAIL.match(v) is not None
         if f.format == "uri":
-            return lambda v: type(v) is str and _URI.match(v) is not None
+            return lambda v: type(v) is str and _URI.fullmatch(v) is not None
         return lambda v: type(v) is str
     if f.type == "datetime":
         return lambda v: type(v) is str and _ISO.match(v) is not None
