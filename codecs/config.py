@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -126,6 +127,9 @@ class Instance:
     filters: Filters = field(default_factory=Filters)
     #: "per_user": while a job of a user waits for a retry, its later jobs wait behind it (order.py).
     ordering: str = "unordered"
+    #: The hosts requests may go to (`*.example.com` for its subdomains); empty: any.
+    allowed_hosts: tuple[str, ...] = ()
+    follow_redirects: bool = False
 
     @property
     def request_size(self) -> int:
@@ -197,7 +201,9 @@ def _is_struct(type_: Any) -> bool:
 
 
 def _settings(raw: dict[str, Any], dest: Destination, where: str, env: dict[str, str], errors: list[str]) -> Any:
-    resolved = {key: resolve_env(value, f"{where}.settings.{key}", env, errors) for key, value in raw.items()}
+    resolved = {key: {k: resolve_env(v, f"{where}.settings.{key}.{k}", env, errors) for k, v in value.items()}
+                if isinstance(value, dict) else resolve_env(value, f"{where}.settings.{key}", env, errors)
+                for key, value in raw.items()}
     return _convert(resolved, dest.settings_type, f"{where}.settings", errors)
 
 
@@ -232,20 +238,34 @@ def _compile(
     except MappingError as exc:
         errors.extend(f"{where}.mapping{path}: {msg}" for path, msg in exc.errors)
         ok = False
-    if batching is None and isinstance(mapping_json, dict):
+    if isinstance(mapping_json, dict):  # Segment keeps these two options in the mapping itself
         literal = mapping_json.get("enable_batching")
-        batching = literal if isinstance(literal, bool) else None
+        batching = literal if batching is None and isinstance(literal, bool) else batching
+        size_literal = mapping_json.get("batch_size")
+        if batch_size is None and type(size_literal) is int and size_literal > 0:
+            batch_size = size_literal
     if batching and not action.batchable:
         errors.append(f"{where}.enable_batching: action {action.key} does not support batching")
         ok = False
-    size = action.max_batch_size if batch_size is None else batch_size
+    size = (action.default_batch_size or action.max_batch_size) if batch_size is None else batch_size
     if not 1 <= size <= action.max_batch_size:
         errors.append(f"{where}.batch_size: must be between 1 and {action.max_batch_size}, got {size}")
         ok = False
     if not ok:
         return None
-    return Subscription(name, action, trigger, mapping, bool(batching), size, preset,
-                        compile_validator(action.fields, batch=bool(batching)))
+    validate = compile_validator(action.fields, batch=bool(batching))
+    if action.check is not None:
+        validate = _checked(validate, action.check)
+    return Subscription(name, action, trigger, mapping, bool(batching), size, preset, validate)
+
+
+def _checked(validate: Validator, check: Callable[[dict[str, Any]], None]) -> Validator:
+    def validate_and_check(payload: dict[str, Any]) -> dict[str, Any]:
+        valid = validate(payload)
+        check(valid)
+        return valid
+
+    return validate_and_check
 
 
 #: Mapping keys that are not action fields but Segment reads all the same.
@@ -301,7 +321,7 @@ def _instance(raw: dict[str, Any], i: int, env: dict[str, str], base_dir: Path, 
         return None
     return Instance(cfg.name, dest, settings, tuple(subs), (*dest.integration_names, cfg.name),
                     cfg.max_requests_per_second, cfg.max_in_flight, cfg.retry_window, cfg.max_attempts,
-                    filters, cfg.ordering)
+                    filters, cfg.ordering, tuple(h.lower() for h in cfg.allowed_hosts or ()), cfg.follow_redirects)
 
 
 def _custom_mappings(cfg: DestinationTable, dest: Destination, seen: set[str], where: str, base_dir: Path,
@@ -326,6 +346,9 @@ def _custom_mappings(cfg: DestinationTable, dest: Destination, seen: set[str], w
                 errors.append(f"{mwhere}.subscribe: {exc}")
             continue
         _unknown_fields(mapping_json, action, mwhere, errors)
+        if m.defaults and isinstance(mapping_json, dict):  # as Segment's mapping editor pre-fills them
+            mapping_json = {**{k: v for k, v in action.default_mapping.items() if k not in mapping_json},
+                            **mapping_json}
         sub = _compile(m.name, action, m.subscribe, mapping_json, m.enable_batching, m.batch_size, False,
                        mwhere, errors)
         if sub:

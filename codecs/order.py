@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import bisect
 import collections
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from .config import Instance
+from .plan import batch_bucket
 from .records import Job
 
 __all__ = ["MAX_WAITING", "Place", "UserOrder", "next_round", "place", "user_queues"]
@@ -143,11 +144,11 @@ def user_queues(items: Iterable[T], job: Callable[[T], Job], order: UserOrder) -
 
 def next_round(instance: Instance, queues: dict[str, collections.deque[T]], job: Callable[[T], Job]) -> list[T]:
     """Take the next round from the users' queues (emptied queues are removed): per user, its next
-    job, or its next run of jobs of one batched mapping, cut where the round's batch for that
-    mapping would start a second request (`plan_requests` chunks batches in order), so a user's
-    jobs in a round travel in one request, in order."""
+    job, or its next run of jobs of one request group (`batch_bucket`), cut where the round's
+    batch for that group would start a second request (`plan_requests` chunks batches in order),
+    so a user's jobs in a round travel in one request, in order."""
     taken: list[T] = []
-    filled: collections.Counter[str] = collections.Counter()
+    filled: collections.Counter[Hashable] = collections.Counter()
     for user in list(queues):
         queue = queues[user]
         taken.extend(_run(instance, queue, job, filled))
@@ -157,14 +158,19 @@ def next_round(instance: Instance, queues: dict[str, collections.deque[T]], job:
 
 
 def _run(instance: Instance, queue: collections.deque[T], job: Callable[[T], Job],
-         filled: collections.Counter[str]) -> Iterator[T]:
+         filled: collections.Counter[Hashable]) -> Iterator[T]:
     first = job(queue[0])
     sub = instance.subscription(first.mapping)
     if sub is None or not (sub.batched and first.batched):
         yield queue.popleft()
         return
-    room = sub.batch_size - filled[first.mapping] % sub.batch_size
-    while queue and room and job(queue[0]).mapping == first.mapping and job(queue[0]).batched:
+    bucket, size = batch_bucket(sub, first)
+    room = size - filled[bucket] % size
+
+    def same_request(other: Job) -> bool:
+        return other.mapping == first.mapping and other.batched and batch_bucket(sub, other)[0] == bucket
+
+    while queue and room and same_request(job(queue[0])):
         yield queue.popleft()
-        filled[first.mapping] += 1
+        filled[bucket] += 1
         room -= 1

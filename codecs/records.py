@@ -63,7 +63,7 @@ class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: Status
     #: The destination instance (config name); null for an invalid input record.
     instance: str | None = None
-    #: The destination type (`pushwoosh`, `xtremepush`).
+    #: The destination type (`pushwoosh`, `xtremepush`, `webhook`).
     destination: str | None = None
     #: The action the mapping fed (e.g. `trackEvent`).
     action: str | None = None

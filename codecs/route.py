@@ -74,6 +74,9 @@ def _route_instance(event: Event, embedded: msgspec.Raw, instance: Instance, coo
     header, tree = event.header, event.tree
     message_id = event.message_id
     if isinstance(header, Delete):
+        if instance.destination.delete_user is None:  # as Segment: a destination without deletions gets none
+            routed.unmatched.append(instance.name)
+            return
         payload = {k: v for k, v in (("userId", header.user_id), ("anonymousId", header.anonymous_id)) if v}
         routed.jobs.append((instance.name, Job(message_id=message_id, key=event.key, instance=instance.name,
                                                 mapping="user deletion", action=DELETE_ACTION, payload=payload,

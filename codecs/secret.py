@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["Secret", "resolve_env", "secret_hook"]
+__all__ = ["Secret", "credential_header", "resolve_env", "secret_hook"]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_CREDENTIAL = re.compile(r"(^|[-_])(authorization|cookie|signature|key|token|secret|password|apikey)$", re.I)
 
 
 class Secret:
@@ -55,3 +56,9 @@ def resolve_env(value: Any, where: str, env: dict[str, str], errors: list[str]) 
     elif not env[name]:
         errors.append(f"{where}: environment variable {name} is empty")
     return env.get(name) or "unset"
+
+
+def credential_header(name: str) -> bool:
+    """Whether a header's (or query parameter's) value is a credential, masked wherever people read
+    it: Authorization, Cookie, X-Signature, *-Key, *-Token, *-Secret, *_password, apikey, ..."""
+    return _CREDENTIAL.search(name) is not None

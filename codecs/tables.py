@@ -35,6 +35,10 @@ class MappingTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     mapping: dict[str, Any] | None = None
     #: The field mapping in a JSON file (relative to the config file); give this or `mapping`.
     mapping_file: str | None = None
+    #: Fill the fields `mapping` leaves out with the action's defaults, as Segment's mapping editor
+    #: pre-fills them (e.g. the webhook's `method = "POST"`, `data` = the whole event); false: the
+    #: mapping exactly as written.
+    defaults: bool = True
     #: Send matching events in batches (batchable actions only); unset: the mapping's `enable_batching` key,
     #: else off.
     enable_batching: bool | None = None
@@ -45,7 +49,7 @@ class MappingTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class DestinationTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: The instance's name: letters, digits, `.`, `_`, `-`; part of its topics' names.
     name: str
-    #: The destination type: one of the registered destinations (`pushwoosh`, `xtremepush`).
+    #: The destination type: one of the registered destinations (`pushwoosh`, `xtremepush`, `webhook`).
     type: str
     #: The instance's settings table, named as in Segment (see the settings sections below).
     settings: dict[str, Any]
@@ -66,3 +70,8 @@ class DestinationTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     filters: list[FilterConfig] = msgspec.field(default_factory=list)
     #: `per_user`: while a user's job waits for a retry, that user's later jobs wait behind it.
     ordering: Literal["unordered", "per_user"] = "unordered"
+    #: The hosts this instance's requests may go to (`hooks.example.com`, or `*.example.com` for its
+    #: subdomains); a request to any other is refused (HOST_NOT_ALLOWED). Unset: any host.
+    allowed_hosts: list[str] | None = None
+    #: Follow 3xx redirects (each hop checked against `allowed_hosts`); off: a 3xx is the answer.
+    follow_redirects: bool = False

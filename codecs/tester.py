@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from .config import Config, Instance
-from .js import js_json_bytes
+from .js import UNDEFINED, js_json_bytes
 from .plan import PlannedRequest, plan_requests, request_url, shown_headers
 from .records import Job, Outcome
 from .route import route_record
@@ -63,9 +63,10 @@ def plan_test(config: Config, instance: Instance, raw: bytes, now: float | None 
 
 
 def show_request(instance: Instance, plan: PlannedRequest) -> dict[str, Any]:
-    """A planned request as sent (method, URL, headers with credentials masked, JSON body) and the
-    mappings it carries."""
+    """A planned request as sent (method, URL and headers with credentials masked, JSON body or
+    None for none) and the mappings it carries."""
     request = plan.request
-    return {"method": request.method, "url": request_url(instance, request), "headers": shown_headers(instance),
-            "body": msgspec.json.decode(js_json_bytes(request.body)),
+    body = None if request.body is UNDEFINED else msgspec.json.decode(js_json_bytes(request.body))
+    return {"method": request.method, "url": request_url(instance, request),
+            "headers": shown_headers(instance, request), "body": body,
             "mappings": sorted({f"{j.mapping} ({j.action})" for j in plan.jobs}), "events": len(plan.jobs)}

@@ -1,13 +1,14 @@
 """What a destination is: settings, actions (fields + request builder), presets, auth, deletion.
 
 A destination module declares one `Destination` value; nothing here performs I/O. The HTTP
-layer (streams/delivery/http.py) joins `base_url(settings)` with `HttpRequest.path` and adds
-`auth_headers(settings)`, so a request builder only says what to send.
+layer (streams/delivery/http.py) resolves `HttpRequest.path` against `base_url(settings)` and
+adds `auth_headers(settings)` and the request's own headers, so a request builder only says
+what to send.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +20,14 @@ __all__ = ["Action", "Destination", "HttpRequest", "Preset", "put"]
 
 
 class HttpRequest(msgspec.Struct, frozen=True):
-    """One request to send: method, path (joined to the instance's base URL) and JSON body."""
+    """One request to send: method, path and JSON body (`UNDEFINED`: no body, as Segment sends
+    for an undefined `json`), and headers of this request alone (a user's, a signature)."""
 
     method: str
+    #: A path joined to the instance's base URL, or an absolute http(s) URL taken as it is.
     path: str
     body: Any
+    headers: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,14 @@ class Action:
     build: Callable[[Sequence[dict[str, Any]], Any, bool], HttpRequest]
     batchable: bool = False
     max_batch_size: int = 100
+    #: A batched mapping's size when its config gives none; None: `max_batch_size`.
+    default_batch_size: int | None = None
+    #: What the action refuses after field validation (Segment's `perform` throwing a
+    #: PayloadValidationError): raises `PayloadInvalid`, so the event is `rejected` at routing.
+    check: Callable[[dict[str, Any]], None] | None = None
+    #: payload -> (group, most events per request or 0): batched events share a request only
+    #: within one group (Segment's `batch_keys`); None: one group per mapping.
+    batch_group: Callable[[dict[str, Any]], tuple[Hashable, int]] | None = None
 
     @property
     def default_mapping(self) -> dict[str, Any]:
@@ -69,8 +81,11 @@ class Destination:
     presets: tuple[Preset, ...]
     base_url: Callable[[Any], str]
     auth_headers: Callable[[Any], dict[str, str]]
-    delete_user: Callable[[Any, str | None, str | None], HttpRequest]
+    #: The request that deletes a user; None: the destination takes no deletions (they pass it by).
+    delete_user: Callable[[Any, str | None, str | None], HttpRequest] | None
     ping: Callable[[Any], HttpRequest] | None = None
+    #: The User-Agent its requests carry; None: pushstream's own.
+    user_agent: str | None = None
 
 
 def put(target: dict[str, Any], key: str, source: dict[str, Any], name: str) -> None:
