@@ -24,7 +24,7 @@ import msgspec
 from pushstream.codecs.config import Config, Instance
 from pushstream.codecs.console import Sampler
 from pushstream.codecs.errors import AuthError, DeliveryError, PermanentError, RetryableError
-from pushstream.codecs.plan import PlannedRequest, plan_requests
+from pushstream.codecs.plan import PlannedRequest, endpoint, plan_requests
 from pushstream.codecs.records import Job, Sample
 from pushstream.codecs.settle import RetryPolicy, Settle, Writes, backoff
 from pushstream.codecs.tester import show_request
@@ -190,8 +190,8 @@ class Deliverer(mode.Service):
             writes.add(result)
         return writes
 
-    def _count(self, plan: PlannedRequest, status: str, sent: float) -> None:
-        self.metrics.request(self.instance.name, plan.request.path, status, time.monotonic() - sent, len(plan.jobs))
+    def _count(self, plan: PlannedRequest, status: str, at: float) -> None:
+        self.metrics.request(self.instance.name, endpoint(plan.request), status, time.monotonic() - at, len(plan.jobs))
 
 
 def sample_of(instance: Instance, plan: PlannedRequest, error: DeliveryError) -> Sample:

@@ -16,7 +16,7 @@ import httpx
 from pushstream.codecs.config import Instance
 from pushstream.codecs.destinations import HttpRequest
 from pushstream.codecs.errors import AuthError, DeliveryError, PermanentError, RetryableError
-from pushstream.codecs.js import js_json_bytes
+from pushstream.codecs.js import UNDEFINED, js_json_bytes
 from pushstream.streams.delivery.wire import AiohttpTransport
 
 __all__ = ["DestinationClient", "Response", "classify", "parse_retry_after"]
@@ -25,6 +25,8 @@ USER_AGENT = "pushstream (Segment Actions compatible)"
 REASON_LIMIT = 300
 #: How much of an error answer's body a sample keeps.
 BODY_LIMIT = 2000
+#: Parsed URLs kept per instance.
+_URL_CACHE = 4096
 
 
 _CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 408: "REQUEST_TIMEOUT",
@@ -75,6 +77,10 @@ def classify(status: int, text: str | Callable[[], str], headers: Mapping[str, s
     return PermanentError(reason, status=status, code=code, body=body)
 
 
+class HostNotAllowed(Exception):
+    """A request's host is not in the instance's allowed_hosts (raised in httpx's request hook)."""
+
+
 class _NoCookies(http.cookiejar.CookieJar):
     """Segment's requests carry no cookies from earlier responses, and neither do ours. httpx
     would otherwise run every response through the cookie jar: ~20% of a request's CPU."""
@@ -91,26 +97,47 @@ class DestinationClient:
         self.instance = instance
         self._client = httpx.AsyncClient(
             base_url=dest.base_url(instance.settings),
-            headers={**dest.auth_headers(instance.settings), "user-agent": USER_AGENT},
+            headers={"user-agent": dest.user_agent or USER_AGENT, **dest.auth_headers(instance.settings)},
             timeout=httpx.Timeout(timeout),
             transport=transport or AiohttpTransport(instance.max_in_flight),
             cookies=_NoCookies(),
+            follow_redirects=instance.follow_redirects,
+            event_hooks={"request": [self._allowed]} if instance.allowed_hosts else None,
         )
         self._urls: dict[str, httpx.URL] = {}
 
     def _url(self, path: str) -> httpx.URL:
         # httpx parses a str URL on every request (~7% of a request's CPU); a parsed absolute URL
-        # is used as is. Joined as httpx joins base_url and a relative path.
+        # is used as is. A relative path is joined as httpx joins base_url and a path.
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = httpx.URL(str(self._client.base_url).rstrip("/") + "/" + path.lstrip("/"))
+            absolute = path.lower().startswith(("http://", "https://"))
+            url = httpx.URL(path if absolute else str(self._client.base_url).rstrip("/") + "/" + path.lstrip("/"))
+            if len(self._urls) < _URL_CACHE:  # a webhook's URLs come from events: keep the cache bounded
+                self._urls[path] = url
         return url
 
+    async def _allowed(self, request: httpx.Request) -> None:
+        """Every request (a redirect's too) must go to one of the instance's `allowed_hosts`."""
+        host = request.url.host.lower()
+        if not any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in self.instance.allowed_hosts):
+            raise HostNotAllowed(host)
+
     async def _request(self, request: HttpRequest) -> httpx.Response:
+        if request.body is UNDEFINED:  # no body and no content type, as fetch sends `json: undefined`
+            content, headers = b"", request.headers
+        else:
+            content, headers = js_json_bytes(request.body), {**request.headers, "content-type": "application/json"}
         try:
-            return await self._client.request(
-                request.method, self._url(request.path), content=js_json_bytes(request.body),
-                headers={"content-type": "application/json"})
+            return await self._client.request(request.method, self._url(request.path), content=content,
+                                              headers=headers)
+        except HostNotAllowed as exc:
+            raise PermanentError(f"host {exc} is not in this instance's allowed_hosts",
+                                 code="HOST_NOT_ALLOWED") from None
+        except httpx.TooManyRedirects:
+            raise PermanentError("too many redirects", code="TOO_MANY_REDIRECTS") from None
+        except httpx.InvalidURL as exc:
+            raise PermanentError(f"invalid URL: {exc}", code="INVALID_URL") from None
         except httpx.TimeoutException as exc:
             raise RetryableError(f"timed out: {type(exc).__name__}", code="REQUEST_TIMEOUT") from None
         except httpx.TransportError as exc:

@@ -17,7 +17,10 @@ import asyncio
 import aiohttp
 import httpx
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["RESPONSE_LIMIT", "AiohttpTransport"]
+
+#: Most bytes of an answer's body read (what the tester and samples can show; a 2xx's is unread).
+RESPONSE_LIMIT = 1024 * 1024
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -44,7 +47,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
                                               sock_connect=timeout.get("connect"), sock_read=timeout.get("read")),
             ) as response:
-                body = await response.read()
+                body = await _read_capped(response)
         except Exception as exc:
             raise _as_httpx(exc, request) from exc
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()}
@@ -56,6 +59,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, cut at RESPONSE_LIMIT: a destination (a user's URL) cannot make the
+    worker hold an endless body; the rest is left unread and the connection closed."""
+    if response.content_length is not None and response.content_length <= RESPONSE_LIMIT:
+        return await response.read()
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) >= RESPONSE_LIMIT:
+            del body[RESPONSE_LIMIT:]
+            break
+    return bytes(body)
 
 
 def _wire_headers(request: httpx.Request) -> list[tuple[str, str]]:
