@@ -78,7 +78,7 @@ def test_mapping_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
                          "action = \"trackEvent\"\nsubscribe = 'type = \"track\"'\nmapping_file = \"m.json\"\n",
                          {}, tmp_path)
     (sub,) = config.instances[0].subscriptions
-    assert sub.mapping({"userId": "u"}) == {"external_id": "u"}
+    assert sub.mapping({"userId": "u"})["external_id"] == "u"
 
 
 def test_request_size_is_the_largest_batch_of_a_batched_mapping() -> None:
