@@ -1,7 +1,11 @@
-"""A local stand-in for Pushwoosh's Segment integration API and Xtremepush's handle endpoint.
+"""A local stand-in for Pushwoosh's Segment integration API, Xtremepush's handle endpoint and
+any webhook receiver.
 
 It checks credentials (401 on a wrong key), checks body shapes (400 naming the problem),
-records every request (queryable), and can be told to misbehave. Control endpoints:
+records every request (queryable), and can be told to misbehave. Under `/hooks/` it is a
+webhook receiver: any path, POST, PUT or PATCH, any JSON or none; an `X-Signature` is checked
+against its shared secrets (401 when it matches none) and recorded as what it signed: `body`
+(the bytes sent) or `first` (a batch's first element, as Segment signs a batch). Control endpoints:
 
     GET    /_sandbox/requests[?since=SEQ]  recorded requests, oldest first
     DELETE /_sandbox/requests              forget them
@@ -12,7 +16,8 @@ records every request (queryable), and can be told to misbehave. Control endpoin
                                            max_concurrent: only while more requests than that are open,
                                            as a destination that limits concurrency answers 429)
     DELETE /_sandbox/faults                clear every fault
-    POST   /_sandbox/credentials           {"pushwoosh": [["KEY", "APPCODE"]], "xtremepush": ["KEY"]}:
+    POST   /_sandbox/credentials           {"pushwoosh": [["KEY", "APPCODE"]], "xtremepush": ["KEY"],
+                                            "webhook": ["SHARED SECRET"]}:
                                            accept these from now on
     GET    /_sandbox/stats                 {"in_flight": n, "peak_in_flight": n} (DELETE requests resets the peak)
     GET    /_sandbox/health
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +42,7 @@ __all__ = ["Sandbox", "SandboxConfig", "run_sandbox"]
 
 PW_PREFIX = "/integration-segment/v1"
 XP_PREFIX = "/api/integration/segment"
+HOOK_PREFIX = "/hooks/"
 
 
 @dataclass
@@ -43,6 +51,8 @@ class SandboxConfig:
     pushwoosh: set[tuple[str, str]] = field(default_factory=lambda: {("sandbox-pushwoosh-key", "SANDBOX-APP")})
     #: Accepted Xtremepush API keys.
     xtremepush: set[str] = field(default_factory=lambda: {"sandbox-xtremepush-key"})
+    #: Shared secrets a webhook's X-Signature may be made with.
+    webhook: set[str] = field(default_factory=lambda: {"sandbox-webhook-secret"})
 
 
 @dataclass
@@ -142,6 +152,11 @@ def _check_xp_delete(body: Any) -> None:
         raise _Shape("body needs userId or anonymousId")
 
 
+def _check_hook(body: Any) -> None:
+    if isinstance(body, str):  # not JSON (kept as text)
+        raise _Shape("body is not JSON")
+
+
 _ROUTES = {
     f"{PW_PREFIX}/post-events": ("pushwoosh", _check_post_events),
     f"{PW_PREFIX}/track-user": ("pushwoosh", _check_track_user),
@@ -168,7 +183,8 @@ class Sandbox:
         self.app.router.add_post("/_sandbox/credentials", self._add_credentials)
         self.app.router.add_get("/_sandbox/health", self._health)
         self.app.router.add_get("/_sandbox/stats", self._stats)
-        self.app.router.add_post("/{tail:.*}", self._api)
+        for method in ("POST", "PUT", "PATCH"):
+            self.app.router.add_route(method, "/{tail:.*}", self._api)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -199,14 +215,33 @@ class Sandbox:
         spec = await request.json()
         self.config.pushwoosh.update((key, app) for key, app in spec.get("pushwoosh", []))
         self.config.xtremepush.update(spec.get("xtremepush", []))
+        self.config.webhook.update(spec.get("webhook", []))
         return web.json_response({"ok": True})
 
     async def _clear_faults(self, request: web.Request) -> web.Response:
         self.faults.clear()
         return web.json_response({"ok": True})
 
-    def _auth(self, kind: str, request: web.Request) -> tuple[bool, str | None]:
+    def _signed(self, raw: bytes, signature: str) -> str | None:
+        """What `signature` signs with one of the shared secrets: `body`, `first` or None."""
+        signed = {"body": raw}
+        try:
+            elements = msgspec.json.decode(raw, type=list[msgspec.Raw])
+        except msgspec.DecodeError:
+            elements = []
+        if elements:  # the first element's bytes as sent: what JSON.stringify gave Segment's HMAC
+            signed["first"] = bytes(elements[0])
+        for secret in self.config.webhook:
+            for what, data in signed.items():
+                if hmac.compare_digest(hmac.new(secret.encode(), data, hashlib.sha1).hexdigest(), signature):
+                    return what
+        return None
+
+    def _auth(self, kind: str, request: web.Request, raw: bytes = b"") -> tuple[bool, str | None]:
         header = request.headers.get("Authorization", "")
+        if kind == "webhook":
+            signature = request.headers.get("X-Signature")
+            return signature is None or self._signed(raw, signature) is not None, None
         if kind == "pushwoosh":
             key = header.removeprefix("Token ") if header.startswith("Token ") else None
             ok = key is not None and (key, request.headers.get("X-PW-Appcode", "")) in self.config.pushwoosh
@@ -228,19 +263,23 @@ class Sandbox:
             self.in_flight -= 1
 
     async def _answer(self, request: web.Request) -> web.Response:
-        route = _ROUTES.get(request.path)
+        route = _ROUTES.get(request.path) or (("webhook", _check_hook) if request.path.startswith(HOOK_PREFIX)
+                                              else None)
         raw = await request.read()
         record: dict[str, Any] = {"seq": len(self.records), "time": time.time(), "method": request.method,
-                                  "path": request.path, "headers": dict(request.headers)}
+                                  "path": request.path, "query": request.query_string,
+                                  "headers": dict(request.headers)}
         try:
             record["body"] = msgspec.json.decode(raw) if raw else None
         except msgspec.DecodeError:
             record["body"] = raw.decode("utf-8", "replace")
+        if "X-Signature" in request.headers:
+            record["signed"] = self._signed(raw, request.headers["X-Signature"])
         self.records.append(record)
         if route is None:
             return self._reply(record, 404, {"status": "error", "message": f"no route {request.path}"})
         kind, check = route
-        ok, key = self._auth(kind, request)
+        ok, key = self._auth(kind, request, raw)
         for fault in self.faults:
             if fault.applies(request, key, raw, self.in_flight):
                 if fault.count is not None:
