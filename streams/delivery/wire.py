@@ -34,15 +34,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # Created on the first request: a session belongs to the event loop it was made on.
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                  skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"))
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
+        # A redirect's request holds a stream httpx has not read; no body is sent as none (aiohttp
+        # would give an empty one a content type).
+        content = await request.aread() or None
         try:
             async with self._open().request(
-                request.method, str(request.url), headers=_wire_headers(request), data=request.content,
+                request.method, str(request.url), headers=_wire_headers(request), data=content,
                 allow_redirects=False, compress=None,
                 timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
                                               sock_connect=timeout.get("connect"), sock_read=timeout.get("read")),

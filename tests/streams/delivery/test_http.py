@@ -10,7 +10,12 @@ import httpx
 import pytest
 from aiohttp import web
 
-from pushstream.codecs.config import load_config
+from pushstream.codecs.config import Config, Instance, PipelineConfig, load_config
+from pushstream.codecs.destinations import HttpRequest
+from pushstream.codecs.js import UNDEFINED
+from pushstream.codecs.kafka_config import KafkaConfig
+from pushstream.codecs.plan import PlannedRequest, plan_requests
+from pushstream.codecs.route import route_record
 from pushstream.streams.delivery.http import (
     AuthError,
     DestinationClient,
@@ -142,3 +147,105 @@ def test_a_cookie_set_by_a_destination_is_not_sent_back() -> None:
 
     asyncio.run(main())
     assert seen == [None, None]
+
+
+def _hook(url: str, extra: str = "", batching: bool = False, **mapping: str) -> Instance:
+    fields = "".join(f", {k} = {v}" for k, v in mapping.items())
+    return load_config(f"""
+[[destinations]]
+name = "hook"
+type = "webhook"
+settings = {{ sharedSecret = "sandbox-webhook-secret", headers = {{ Authorization = "Bearer inst" }} }}
+{extra}
+[[destinations.mappings]]
+name = "m"
+action = "send"
+subscribe = 'type = "track"'
+enable_batching = {str(batching).lower()}
+mapping = {{ url = "{url}/hooks/in?src=ps"{fields} }}
+""", {}).instance("hook")
+
+
+def _planned(instance: Instance, n: int) -> list[PlannedRequest]:
+    """The requests `n` track events make for `instance`."""
+    config = Config(KafkaConfig(), PipelineConfig(), (instance,))
+    jobs = [job for i in range(n) for _, job in route_record(
+        b'{"type": "track", "messageId": "m%d", "userId": "u", "event": "E"}' % i, "t", 0, i, config, 0.0).jobs]
+    return plan_requests(instance, jobs)[0]
+
+
+def test_webhook_requests_reach_the_wire_as_segment_sends_them() -> None:
+    async def body(url: str, sandbox: Sandbox) -> None:
+        for instance, n in ((_hook(url), 1), (_hook(url, batching=True, method='"PATCH"'), 3),
+                            (_hook(url, method='"PUT"', data="{}"), 1)):
+            client = DestinationClient(instance, 5)
+            for plan in _planned(instance, n):
+                await client.send(plan.request)
+            await client.aclose()
+        single, batch, empty_object = sandbox.records
+        assert [r["status"] for r in sandbox.records] == [200, 200, 200]
+        assert (single["method"], single["path"], single["query"]) == ("POST", "/hooks/in", "src=ps")
+        assert single["headers"]["User-Agent"] == "Segment (Actions)" and single["signed"] == "body"
+        assert single["headers"]["Authorization"] == "Bearer inst"
+        assert single["headers"]["Content-Type"] == "application/json" and single["body"]["messageId"] == "m0"
+        assert batch["method"] == "PATCH" and batch["signed"] == "first"
+        assert [e["messageId"] for e in batch["body"]] == ["m0", "m1", "m2"]
+        assert empty_object["method"] == "PUT" and empty_object["body"] == {}
+
+    run_served(Sandbox, body)
+
+
+def test_a_webhook_without_data_sends_no_body_and_no_content_type() -> None:
+    async def body(url: str, sandbox: Sandbox) -> None:
+        instance = _hook(url, extra="", method='"PUT"')
+        request = _planned(instance, 1)[0].request
+        client = DestinationClient(instance, 5)
+        await client.send(HttpRequest(request.method, request.path, UNDEFINED, {}))
+        await client.aclose()
+        (record,) = sandbox.records
+        assert record["body"] is None and "Content-Type" not in record["headers"] and "X-Signature" not in record["headers"]
+
+    run_served(Sandbox, body)
+
+
+def test_allowed_hosts_refuse_other_hosts_before_anything_is_sent_and_on_every_redirect() -> None:
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        if request.path == "/hooks/in":  # always to 127.0.0.1, whatever name the request came by
+            raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{request.url.port}/hooks/final")
+        return web.json_response({"ok": True})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        async with serve(app) as url:
+            elsewhere = _hook(url, extra='allowed_hosts = ["hooks.example.com", "*.example.org"]')
+            client = DestinationClient(elsewhere, 5)
+            with pytest.raises(PermanentError, match="host 127.0.0.1 is not in this instance's allowed_hosts") as info:
+                await client.send(_planned(elsewhere, 1)[0].request)
+            assert info.value.code == "HOST_NOT_ALLOWED" and hits == []
+            await client.aclose()
+            here = _hook(url, extra='allowed_hosts = ["127.0.0.1"]')
+            client = DestinationClient(here, 5)
+            with pytest.raises(PermanentError) as info:  # a 3xx is the answer unless redirects are followed
+                await client.send(_planned(here, 1)[0].request)
+            assert info.value.status == 307 and hits == ["/hooks/in"]
+            await client.aclose()
+            hits.clear()
+            following = _hook(url, extra='allowed_hosts = ["127.0.0.1"]\nfollow_redirects = true')
+            client = DestinationClient(following, 5)
+            await client.send(_planned(following, 1)[0].request)
+            assert hits == ["/hooks/in", "/hooks/final"]
+            await client.aclose()
+            away = _hook(url.replace("/127.0.0.1:", "/localhost:"),
+                         extra='allowed_hosts = ["localhost"]\nfollow_redirects = true')
+            hits.clear()
+            client = DestinationClient(away, 5)
+            with pytest.raises(PermanentError, match="host 127.0.0.1 is not") as info:
+                await client.send(_planned(away, 1)[0].request)
+            await client.aclose()
+            assert info.value.code == "HOST_NOT_ALLOWED" and hits == ["/hooks/in"]
+
+    asyncio.run(main())

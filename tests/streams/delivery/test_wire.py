@@ -10,7 +10,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from pushstream.streams.delivery.wire import AiohttpTransport
+from pushstream.streams.delivery.wire import RESPONSE_LIMIT, AiohttpTransport
 from pushstream.streams.local.broker import free_port
 from tests.support import run_served
 
@@ -25,6 +25,7 @@ class Server:
         self.app.router.add_post("/echo", self.echo)
         self.app.router.add_get("/gzip", self.gzipped)
         self.app.router.add_get("/slow", self.slow)
+        self.app.router.add_get("/endless", self.endless)
 
     async def echo(self, request: web.Request) -> web.Response:
         self.headers.append([(k.decode(), v.decode()) for k, v in request.raw_headers])
@@ -41,6 +42,16 @@ class Server:
         self.open -= 1
         return web.Response(text="late")
 
+    async def endless(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=503)
+        if "length" in request.query:
+            response.content_length = 64 * RESPONSE_LIMIT
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(b"x" * 65536)
+        except (ConnectionError, RuntimeError):  # the client stopped reading and closed
+            return response
 
 
 def test_the_wire_carries_exactly_what_httpx_own_transport_sends() -> None:
@@ -52,6 +63,18 @@ def test_the_wire_carries_exactly_what_httpx_own_transport_sends() -> None:
                 assert (response.status_code, response.json(), response.reason_phrase) == (202, {"got": 7}, "Accepted")
         native, ours = server.headers
         assert ours == native  # same names, same case, same order, nothing added
+
+    run_served(Server, body)
+
+
+def test_an_endless_answer_is_read_up_to_the_cap_and_the_connection_dropped() -> None:
+    """A user's URL may answer with a body that never ends (or claims 64 MiB): the worker keeps
+    at most RESPONSE_LIMIT bytes of it."""
+    async def body(url: str, server: Server) -> None:
+        async with httpx.AsyncClient(base_url=url, transport=AiohttpTransport(2)) as client:
+            for path in ("/endless", "/endless?length=1"):
+                response = await client.get(path)
+                assert response.status_code == 503 and len(response.content) == RESPONSE_LIMIT
 
     run_served(Server, body)
 
