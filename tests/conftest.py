@@ -21,6 +21,7 @@ from tests.secure_broker import Certs, SecureBroker, make_certs, start_sasl_brok
 from tests.support import (
     EXTRA_DESTINATIONS,
     FAULTY_APP_CODES,
+    HOOK_INSTANCES,
     ORDER_MAPPING,
     SandboxClient,
     Stack,
@@ -75,6 +76,7 @@ def faulty(broker: LocalBroker, sandbox: SandboxClient, workdir: Path) -> Iterat
                         extra_pipeline="inline_retries = 1\nbackoff_base = 0.5\nbackoff_max = 4.0\nmax_attempts = 100")
     # pw-rotated's key is not accepted until a test rotates it in at the sandbox (a wrong key, fixed).
     instances += targeted_instances(sandbox.url, ("rotated",)).replace('"${PUSHWOOSH_API_KEY}"', '"rotated-key"')
+    instances += HOOK_INSTANCES.replace("SANDBOX_URL", sandbox.url)
     # Keep only the [kafka] and [pipeline] parts of the local config: the instances are the targeted ones.
     text = text.split("[[destinations]]")[0] + instances
     s = launch(text, "faulty", sandbox, workdir)

@@ -23,7 +23,7 @@ from pushstream.codecs.config import Config, load_config
 from pushstream.streams.commands.produce import produce_lines
 from pushstream.streams.kafka.admin import ensure_topics, make_reader
 from pushstream.streams.local.broker import free_port
-from pushstream.streams.local.stack import Proc, local_env, mapped_instance, start_worker
+from pushstream.streams.local.stack import Proc, local_env, mapped_instance, start_worker, webhook_instance
 
 EXTRA_DESTINATIONS = """
 [[destinations]]
@@ -83,6 +83,16 @@ ORDER_MAPPING = {
 }
 
 
+#: The `faulty` worker's webhooks: `hook` takes the tracks whose properties.targets name it, in
+#: batches of 20 grouped by type (URL) and shop (a header); `hook-rotated` signs with a secret the
+#: sandbox refuses until a test rotates it in.
+HOOK_INSTANCES = "".join(
+    webhook_instance("SANDBOX_URL", name, f'type = "track" and contains(properties.targets, "{target}")', path=path,
+                     batch_size=20, mapping='headers = { "X-Shop" = { "@path" = "$.properties.shop" } }', secret=secret)
+    for name, target, path, secret in (("hook", "hook", "faulty", "${WEBHOOK_SHARED_SECRET}"),
+                                       ("hook-rotated", "hookrotated", "rotated", "rotated-secret")))
+
+
 FAULTY_APP_CODES = ("APP-FLAKY", "APP-SHORT", "APP-SLOW", "APP-FAST", "APP-PACED", "APP-OUTAGE", "APP-FILTERED",
                     "APP-ORDERED", "APP-UNORDERED")
 
@@ -135,10 +145,12 @@ class SandboxClient:
     def clear_faults(self) -> None:
         self.http.delete("/_sandbox/faults").raise_for_status()
 
-    def accept(self, pushwoosh: tuple[str, str] | None = None, xtremepush: str | None = None) -> None:
-        """Make the sandbox accept a key from now on (rotated at the destination)."""
+    def accept(self, pushwoosh: tuple[str, str] | None = None, xtremepush: str | None = None,
+               webhook: str | None = None) -> None:
+        """Make the sandbox accept a key (or a webhook's shared secret) from now on (rotated at the destination)."""
         self.http.post("/_sandbox/credentials", json={"pushwoosh": [list(pushwoosh)] if pushwoosh else [],
-                                                       "xtremepush": [xtremepush] if xtremepush else []})
+                                                       "xtremepush": [xtremepush] if xtremepush else [],
+                                                       "webhook": [webhook] if webhook else []})
 
 
 class OutcomeReader:

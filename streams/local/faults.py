@@ -6,8 +6,8 @@ records read, never by end offsets (the local broker's lag): each (event, action
 config routes must end with exactly one terminal outcome (`delivered`, `rejected`, `failed` or,
 for events no action takes, the route's own `invalid`/`skipped`); `duplicate` outcomes are a
 redelivery absorbed by dedup and counted apart. Sends are counted at the sandbox from the
-bodies it accepted: Xtremepush's carry the messageId, Pushwoosh's the `seq` this corpus puts
-in every event's properties and traits.
+bodies it accepted: Xtremepush's and a webhook's carry the messageId, Pushwoosh's the `seq`
+this corpus puts in every event's properties and traits.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pushstream.codecs.route import route_record
 from pushstream.streams.commands.produce import produce_lines
 from pushstream.streams.kafka.admin import ensure_topics, make_reader
 from pushstream.streams.local.samples import sample_events
-from pushstream.streams.local.sandbox import PW_PREFIX, XP_PREFIX
+from pushstream.streams.local.sandbox import HOOK_PREFIX, PW_PREFIX, XP_PREFIX
 from pushstream.streams.local.stack import Proc, local_config, local_env, start_worker
 
 __all__ = ["FaultRun", "OutcomeTally", "Pair", "SCENARIOS", "Verdict", "expected_pairs", "fault_corpus", "sends"]
@@ -102,12 +102,17 @@ class OutcomeTally:
 
 
 def sends(sandbox_url: str, prefix: str) -> dict[str, collections.Counter[str]]:
-    """Per destination ("pushwoosh", "xtremepush"): how often the sandbox accepted each event."""
+    """Per destination ("pushwoosh", "xtremepush", "webhook"): how often the sandbox accepted each event."""
     records = httpx.get(f"{sandbox_url}/_sandbox/requests", timeout=60).json()
     out: dict[str, collections.Counter[str]] = {"pushwoosh": collections.Counter(),
-                                                "xtremepush": collections.Counter()}
+                                                "xtremepush": collections.Counter(), "webhook": collections.Counter()}
     for r in records:
         body = r.get("body")
+        if r.get("status") == 200 and r["path"].startswith(HOOK_PREFIX):
+            for item in body if isinstance(body, list) else [body]:
+                if isinstance(item, dict) and str(item.get("messageId", "")).startswith(prefix):
+                    out["webhook"][item["messageId"]] += 1
+            continue
         if r.get("status") != 200 or not isinstance(body, dict):
             continue
         if r["path"].startswith(XP_PREFIX):
@@ -157,10 +162,12 @@ class FaultRun:
     """One scenario's config (topics and group named after it), stream, workers and tally."""
 
     def __init__(self, broker_url: str, sandbox_url: str, workdir: Path, name: str, prefix: str, events: int,
-                 seed: int, extra_kafka: str = "", env: dict[str, str] | None = None) -> None:
+                 seed: int, extra_kafka: str = "", env: dict[str, str] | None = None,
+                 extra_destinations: str = "") -> None:
         self.sandbox_url, self.workdir, self.name, self.prefix = sandbox_url, workdir, name, prefix
         text = local_config(broker_url, sandbox_url, prefix=name, app_id=f"pushstream-{name}",
-                            input_topic=f"{name}-events", extra_kafka=extra_kafka)
+                            input_topic=f"{name}-events", extra_kafka=extra_kafka,
+                            extra_destinations=extra_destinations)
         self.path = workdir / f"{name}.toml"
         self.path.write_text(text)
         self.env = {**local_env(), **(env or {})}

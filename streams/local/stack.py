@@ -16,11 +16,13 @@ import httpx
 from pushstream.streams.kafka.faust_compat import READY_LINE
 from pushstream.streams.local.broker import free_port, wait_for_port
 
-__all__ = ["Proc", "local_config", "mapped_instance", "start_intake", "start_sandbox", "start_server", "start_worker"]
+__all__ = ["Proc", "local_config", "mapped_instance", "start_intake", "start_sandbox", "start_server", "start_worker",
+           "webhook_instance"]
 
 SANDBOX_PW_KEY = "sandbox-pushwoosh-key"
 SANDBOX_PW_APP = "SANDBOX-APP"
 SANDBOX_XP_KEY = "sandbox-xtremepush-key"
+SANDBOX_HOOK_SECRET = "sandbox-webhook-secret"
 
 
 def _pw_settings(app_code: str = SANDBOX_PW_APP) -> str:
@@ -86,8 +88,34 @@ enable_batching = true
 """
 
 
+def webhook_instance(sandbox_url: str, name: str = "webhook-sandbox", subscribe: str = 'type = "track"', *,
+                     path: str = "demo", options: str = "", mapping: str = "", batch_size: int = 100,
+                     secret: str = "${WEBHOOK_SHARED_SECRET}") -> str:
+    """A webhook instance on the sandbox's receiver, signed with `secret`: the events `subscribe`
+    selects, whole, batched, to `/hooks/{path}/{type}` (one group per event type); `mapping`
+    adds mapping keys (`headers = {...}`), `options` instance keys."""
+    url = f'url = {{ "@template" = "{sandbox_url}/hooks/{path}/{{{{type}}}}" }}'
+    fields = f"{url}, {mapping}" if mapping else url
+    return f"""
+[[destinations]]
+name = "{name}"
+type = "webhook"
+{options}
+settings = {{ sharedSecret = "{secret}" }}
+
+[[destinations.mappings]]
+name = "Events"
+action = "send"
+subscribe = '{subscribe}'
+enable_batching = true
+batch_size = {batch_size}
+mapping = {{ {fields} }}
+"""
+
+
 def local_env() -> dict[str, str]:
-    return {"PUSHWOOSH_API_KEY": SANDBOX_PW_KEY, "XTREMEPUSH_API_KEY": SANDBOX_XP_KEY}
+    return {"PUSHWOOSH_API_KEY": SANDBOX_PW_KEY, "XTREMEPUSH_API_KEY": SANDBOX_XP_KEY,
+            "WEBHOOK_SHARED_SECRET": SANDBOX_HOOK_SECRET}
 
 
 @dataclass

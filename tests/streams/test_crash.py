@@ -18,6 +18,7 @@ import pytest
 
 from pushstream.streams.local.broker import LocalBroker
 from pushstream.streams.local.faults import SCENARIOS, FaultRun
+from pushstream.streams.local.stack import webhook_instance
 from tests.support import SandboxClient
 
 pytestmark = pytest.mark.crash
@@ -33,4 +34,18 @@ def test_every_event_once_and_soon_after(scenario: str, broker: LocalBroker, san
                    seed=zlib.crc32(scenario.encode()) % 1000)
     verdict = run_scenario(run)
     print(f"\n{scenario}: {verdict.line()}")
+    assert not verdict.problems(run.config.pipeline.deliver_batch, kills), verdict.line()
+
+
+def test_a_webhook_instance_keeps_them_across_kill_9(broker: LocalBroker, sandbox: SandboxClient, workdir: Path,
+                                                     prefix: str) -> None:
+    """The same promise with a third instance, a webhook taking every track, page and identify in
+    batches grouped by event type: kill -9 at 0.3 of the stream."""
+    run_scenario, kills = SCENARIOS["kill-0.3"]
+    hook = webhook_instance(sandbox.url, subscribe='type = "track" or type = "page" or type = "identify"',
+                            path="crash")
+    run = FaultRun(broker.url, sandbox.url, workdir, "crash-webhook", prefix, EVENTS, seed=3, extra_destinations=hook)
+    assert any(instance == "webhook-sandbox" for _, instance, _, _ in run.expected)
+    verdict = run_scenario(run)
+    print(f"\nkill-0.3 with a webhook: {verdict.line()}")
     assert not verdict.problems(run.config.pipeline.deliver_batch, kills), verdict.line()
