@@ -169,12 +169,14 @@ _EMAIL = re.compile(
 
 
 def _rfc3986_uri() -> re.Pattern[str]:
-    """An absolute URI as RFC 3986 (appendix A) writes one, which is what AJV's `uri` format takes:
-    ASCII only, a scheme, then a non-empty rest (AJV refuses `http:` with nothing after it)."""
+    """An absolute URI as AJV's `uri` format reads RFC 3986 (appendix A): ASCII only, a scheme,
+    then a non-empty rest; two quirks of its pattern kept: the authority may follow a single
+    slash (`https:/x` and `https://h:port/` pass, as an empty authority and a path), and an IPv4
+    octet may have leading zeros."""
     unreserved, pct, sub = r"a-z0-9\-._~", r"%[0-9a-f]{2}", r"!$&'()*+,;="
     pchar = rf"(?:[{unreserved}{sub}:@]|{pct})"
     h16 = r"[0-9a-f]{1,4}"
-    octet = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+    octet = r"(?:25[0-5]|2[0-4]\d|[01]?\d\d?)"
     ipv4 = rf"(?:{octet}\.){{3}}{octet}"
     ls32 = rf"(?:{h16}:{h16}|{ipv4})"
     ipv6 = "|".join([
@@ -185,7 +187,7 @@ def _rfc3986_uri() -> re.Pattern[str]:
     ip_literal = rf"\[(?:{ipv6}|v[0-9a-f]+\.[{unreserved}{sub}:]+)\]"
     host = rf"(?:{ip_literal}|(?:[{unreserved}{sub}]|{pct})*)"
     authority = rf"(?:(?:[{unreserved}{sub}:]|{pct})*@)?{host}(?::\d*)?"
-    hier = rf"(?://{authority}(?:/{pchar}*)*|/(?:{pchar}+(?:/{pchar}*)*)?|{pchar}+(?:/{pchar}*)*)"
+    hier = rf"(?:/?/{authority}(?:/{pchar}*)*|/(?:{pchar}+(?:/{pchar}*)*)?|{pchar}+(?:/{pchar}*)*)"
     tail = rf"(?:\?(?:{pchar}|[/?])*)?(?:#(?:{pchar}|[/?])*)?"
     return re.compile(rf"[a-z][a-z0-9+\-.]*:{hier}{tail}", re.IGNORECASE | re.ASCII | re.DOTALL)
 
@@ -249,7 +251,7 @@ def _validate_value(f: Field, value: Any, errors: list[str]) -> Any:
     (string or null, string or number) AJV's check of the unwrapped item always fails, so the
     item is coerced or refused (`["ios"]` for a string-or-null field is refused, `[null]` becomes
     `""`). Object fields are never coerced or unwrapped. After a type error the format is
-    still checked, on the unwrapped item (`allErrors`)."""
+    still checked, and the choices, on the unwrapped item (`allErrors`)."""
     types = _schema_types(f)
     if not any(_matches(value, t) for t in types):
         if "object" in types:
@@ -268,6 +270,7 @@ def _validate_value(f: Field, value: Any, errors: list[str]) -> Any:
             else:
                 errors.append(_type_message(f.label, types, value))
                 _check_format(f, value, errors)
+                _check_choices(f, value, errors)
                 return UNDEFINED
         value = coerced
     if isinstance(value, dict) and f.properties is not None:

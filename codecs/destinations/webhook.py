@@ -80,24 +80,78 @@ def _header_text(name: str, value: Any) -> str:
     return text
 
 
-def _port_ok(hostport: str) -> bool:
-    """A host is there, and its port (if any) is at most 65535, as a browser's URL parser wants."""
-    host, port = (hostport.rpartition("]")[0] + "]", hostport.rpartition("]")[2].lstrip(":")) \
-        if hostport.startswith("[") else hostport.partition(":")[::2]
-    return bool(host) and (not port or int(port) <= 65535)
+_SPECIAL = ("http", "https", "ftp", "ws", "wss")
+_DEFAULT_PORT = {"http": "80", "https": "443"}  # the schemes a browser's URL parser gives a host
+_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
+
+
+def _host_port(authority: str) -> tuple[str, str]:
+    hostport = authority.rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, rest = hostport.partition("]")
+        return host + "]", rest.removeprefix(":")
+    host, _, port = hostport.partition(":")
+    return host, port
+
+
+def _ipv4(host: str) -> str | None:
+    """A host ending in a number is an IPv4 address to a browser's URL parser: every part read
+    (decimal, 0x hex or 0 octal) and within range, as dotted decimal; "" when it is not one,
+    None when it cannot be read."""
+    parts = host.removesuffix(".").split(".")
+    if not re.fullmatch(r"\d+|0[xX][0-9a-fA-F]*", parts[-1]):
+        return ""  # a domain name
+    try:
+        numbers = [int(p, 16) if p[:2].lower() == "0x" else int(p, 8) if len(p) > 1 and p[0] == "0" else int(p)
+                   for p in (q if q.lower() != "0x" else "0x0" for q in parts)]
+    except ValueError:
+        return None
+    if len(numbers) > 4 or any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        return None
+    value = sum(n << 8 * (3 - i) for i, n in enumerate(numbers[:-1])) + numbers[-1]
+    return ".".join(str(value >> shift & 255) for shift in (24, 16, 8, 0))
+
+
+def _hostname(host: str) -> str:
+    """The host a request goes to, as a browser's URL parser writes it: percent-decoded, lower
+    case, an IPv4 address in dotted decimal."""
+    if host.startswith("["):
+        return host.lower()
+    host = urllib.parse.unquote(host).lower()
+    return _ipv4(host) or host
+
+
+def _parses(scheme: str, authority: str, slashed: bool) -> bool:
+    """Whether a browser's URL parser (node-fetch's first step) reads the URL: a port of digits
+    up to 65535, and for an http(s)-like scheme a host that is there and well formed."""
+    if scheme not in _SPECIAL and not slashed:
+        return True  # an opaque path (`mailto:`, `urn:`): nothing more to read
+    host, port = _host_port(authority)
+    if port and (not port.isdigit() or int(port) > 65535):
+        return False
+    if scheme not in _SPECIAL or host.startswith("["):
+        return True
+    host = urllib.parse.unquote(host)
+    return bool(host) and not _FORBIDDEN_HOST.search(host) and _ipv4(host) is not None
 
 
 def _check(payload: dict[str, Any]) -> None:
     """What fetch refuses in Segment's request, in its order and words: an unreadable URL, a
-    header it cannot send, then a URL of another protocol."""
-    scheme, authority, _ = _split(payload["url"])
-    if scheme in ("http", "https") and not _port_ok(authority.rpartition("@")[2]):
+    header it cannot send, then a URL without a host (Node's legacy parser reads `javascript:`
+    as hostless) or of another protocol."""
+    url = payload["url"]
+    scheme, authority, _ = _split(url)
+    slashed = url.partition(":")[2].startswith("//")
+    if not _parses(scheme, authority, slashed):
         raise PayloadInvalid("Invalid URL")
     for name, value in (payload.get("headers") or {}).items():
         if not _TOKEN.fullmatch(name):
             raise PayloadInvalid(f"{name} is not a legal HTTP header name")
         _header_text(name, value)
     if scheme not in ("http", "https"):
+        rest = url.partition(":")[2]  # read as Node's legacy parser reads it: a host after `//` or none
+        if scheme == "javascript" or (rest.startswith("/") and not slashed) or not _host_port(authority)[0]:
+            raise PayloadInvalid("Only absolute URLs are supported")
         raise PayloadInvalid("Only HTTP(S) protocols are supported")
 
 
@@ -105,17 +159,20 @@ def _target(payload: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """The URL a request goes to (no credentials, no fragment) and its headers: the URL's own
     user and password become Basic auth, as Node's HTTP client does, unless a header gives one."""
     scheme, authority, rest = _split(payload["url"])
-    userinfo, at, hostport = authority.rpartition("@")
+    userinfo, at, _ = authority.rpartition("@")
+    host, port = _host_port(authority)
+    shown_port = str(int(port)) if port else ""
+    hostport = _hostname(host) + (f":{shown_port}" if shown_port not in ("", _DEFAULT_PORT[scheme]) else "")
     headers: dict[str, str] = {}
-    if at:
-        user, _, password = userinfo.partition(":")
-        creds = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    if at:  # as Node's legacy URL parser gives `auth`: `user` alone when there is no colon
+        creds = urllib.parse.unquote(userinfo)
         headers["Authorization"] = "Basic " + base64.b64encode(creds.encode()).decode()
     for name, value in (payload.get("headers") or {}).items():
         if name.lower() == "authorization":
             headers.pop("Authorization", None)
         headers[name] = _header_text(name, value)
-    return f"{scheme}://{hostport}{rest.partition('#')[0]}", headers
+    # Node's URL parser escapes `'` (the one character it escapes that a valid URI may hold).
+    return f"{scheme}://{hostport}{rest.partition('#')[0].replace(chr(39), '%27')}", headers
 
 
 def _sign(secret: Secret, data: bytes) -> str:

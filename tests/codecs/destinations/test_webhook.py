@@ -141,7 +141,7 @@ def test_no_data_sends_no_body_and_no_signature_and_null_in_a_batch() -> None:
 
 def test_url_credentials_become_basic_auth_and_a_mappings_own_headers_win() -> None:
     (plan,) = plans(config({"url": "https://us%40r:p%3Ass@HOOKS.example.com:443/x#frag", "data": {"a": 1}}), event(1))
-    assert plan.request.path == "https://HOOKS.example.com:443/x"
+    assert plan.request.path == "https://hooks.example.com/x"  # as a browser's URL parser writes it
     assert plan.request.headers["Authorization"] == "Basic " + base64.b64encode(b"us@r:p:ss").decode()
     mine = {"url": "https://u:p@hooks.example.com/", "data": {"a": 1},
             "headers": {"authorization": "Token mine", "X-Signature": "set-by-me", "User-Agent": "me"}}
@@ -173,7 +173,24 @@ def test_an_event_from_the_mapping_can_make_a_bad_url_and_only_that_event_is_rej
     jobs, last = routed(cfg, event(1, properties={"hook": "https://ok.example.com/"}),
                         event(2, properties={"hook": "javascript:alert(1)"}))
     assert [j.message_id for j in jobs] == ["m1"]
-    assert [(o.message_id, o.reason) for o in last.outcomes] == [("m2", "Only HTTP(S) protocols are supported")]
+    assert [(o.message_id, o.reason) for o in last.outcomes] == [("m2", "Only absolute URLs are supported")]
+
+
+@pytest.mark.parametrize(("url", "sent"), [
+    ("http://0x7f.1:8080/a", "http://127.0.0.1:8080/a"), ("http://01.02.03.04/", "http://1.2.3.4/"),
+    ("http://2130706433/", "http://127.0.0.1/"), ("http://Hooks%2Eexample.com:0080/it's", "http://hooks.example.com/it%27s"),
+    ("https:hooks.example.com/x", "https://hooks.example.com/x"), ("http://[::1]:81/", "http://[::1]:81/"),
+])
+def test_the_url_is_sent_as_a_browsers_url_parser_writes_it(url: str, sent: str) -> None:
+    (plan,) = plans(config({"url": url}), event(1))
+    assert plan.request.path == sent
+
+
+@pytest.mark.parametrize("url", ["http://1.2.3.999/", "http://0x100000000/", "http://1.2.3.4.5/", "http://a%20b/",
+                                 "https://hooks.example.com:port/"])
+def test_a_host_or_port_a_browser_cannot_read_is_an_invalid_url(url: str) -> None:
+    _, last = routed(config({"url": url}), event(1))
+    assert [o.reason for o in last.outcomes] == ["Invalid URL"]
 
 
 def test_people_see_the_request_with_every_credential_masked() -> None:
