@@ -27,7 +27,7 @@ class PresetOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class MappingTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: The mapping's name, unique in its instance (in outcomes and metrics).
     name: str
-    #: The destination action the mapping feeds (e.g. `trackEvent`, `track`).
+    #: The destination action the mapping feeds (e.g. `trackEvent`, `track`, `send`).
     action: str
     #: The trigger: Segment's FQL (e.g. `type = "track" and event = "Order Completed"`).
     subscribe: str
@@ -42,7 +42,8 @@ class MappingTable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Send matching events in batches (batchable actions only); unset: the mapping's `enable_batching` key,
     #: else off.
     enable_batching: bool | None = None
-    #: Most events per batched request (up to the action's maximum, 100 for Pushwoosh).
+    #: Most events per batched request, up to the action's maximum (Pushwoosh: 100; the webhook: 4000,
+    #: by default 1000 or the mapping's literal `batch_size`).
     batch_size: int | None = None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from pushstream.codecs.config import load_config_file
+from pushstream.streams.local.stack import local_env
 from tests.support import needs_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,9 +98,11 @@ def test_docker_compose_accepts_the_file_and_wires_health_metrics_and_the_sandbo
 
 
 def test_the_local_example_loads_with_the_sandbox_keys() -> None:
-    config = load_config_file(ROOT / "examples" / "local.toml",
-                              {"PUSHWOOSH_API_KEY": "sandbox-pushwoosh-key", "XTREMEPUSH_API_KEY": "sandbox-xtremepush-key"})
-    assert [i.name for i in config.instances] == ["pushwoosh-sandbox", "xtremepush-sandbox"]
+    config = load_config_file(ROOT / "examples" / "local.toml", local_env())
+    assert [i.name for i in config.instances] == ["pushwoosh-sandbox", "xtremepush-sandbox", "webhook-sandbox"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["worker-sandbox"]["environment"] | local_env() == compose["services"][
+        "worker-sandbox"]["environment"]  # the compose sandbox worker has every key local.toml reads
     assert (ROOT / "examples" / "events.jsonl").read_text().count("\n") >= 20
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -68,3 +70,18 @@ def test_engage_example_routes_audience_traits_and_events_to_pushwoosh_and_xtrem
     assert all(b["properties"] == {"audience_key": "order_completed_last_30days", "space_id": "spa_w5JmNB5L8"}
                for b in xp if b["type"] == "track")
     assert not any(run + "-engage-7" in str(r["body"]) or run + "-engage-8" in str(r["body"]) for r in sent)
+
+
+def test_webhook_example_previews_grouped_signed_requests_with_its_secrets_masked() -> None:
+    """examples/webhook.toml on examples/events.jsonl through `pushstream preview`: orders batched
+    per currency URL, sign-ups one PUT each, the token and signature masked."""
+    env = {"WEBHOOK_SHARED_SECRET": "hook-s3cret", "ORDERS_API_TOKEN": "Bearer tok-123", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "pushstream.streams", "preview", "--config",
+                             str(EXAMPLES / "webhook.toml"), str(EXAMPLES / "events.jsonl")],
+                            capture_output=True, timeout=60, env=env)
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert "orders-service: POST https://orders.internal.example.com/v1/orders/EUR  (2 event(s))" in out
+    assert out.count("orders-service: PUT https://hooks.partner.example.net/signups  (1 event(s))") == 3
+    assert "Authorization: Bearer ********" in out and "X-Signature: ********" in out
+    assert "tok-123" not in out and "hook-s3cret" not in out

@@ -1,6 +1,7 @@
 """`pushstream demo`: the whole pipeline on the embedded default, then a summary.
 
-Starts Tansu and the sandbox on free loopback ports, writes a config, starts a real worker,
+Starts Tansu and the sandbox on free loopback ports, writes a config (Pushwoosh, Xtremepush and
+a webhook instance, all on the sandbox), starts a real worker,
 produces ~1,000 mixed Segment events, waits for every expected outcome (the pure router
 says how many to expect), prints what happened and stops everything it started.
 """
@@ -22,7 +23,7 @@ from pushstream.streams.commands.produce import produce_lines
 from pushstream.streams.kafka.admin import ensure_topics, read_topic
 from pushstream.streams.local.broker import start_broker
 from pushstream.streams.local.samples import sample_events
-from pushstream.streams.local.stack import local_config, local_env, start_sandbox, start_worker
+from pushstream.streams.local.stack import local_config, local_env, start_sandbox, start_worker, webhook_instance
 
 __all__ = ["run_demo"]
 
@@ -38,7 +39,8 @@ def run_demo(n: int = 1000, workdir: Path | None = None) -> int:
     try:
         sandbox, url = start_sandbox(wd)
         procs.append(sandbox)
-        text = local_config(broker.url, url)
+        text = local_config(broker.url, url, extra_destinations=webhook_instance(
+            url, subscribe='type = "track" or type = "identify"'))
         (wd / "pushstream.toml").write_text(text)
         config = load_config(text, local_env())
         ensure_topics(config)

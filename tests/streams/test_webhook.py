@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from pushstream.streams.kafka.admin import read_topic
 from pushstream.streams.local.stack import SANDBOX_HOOK_SECRET
 from tests.support import SandboxClient, Stack, mine, targeted_events
 
@@ -84,6 +85,14 @@ def test_poison_events_in_a_batch_are_rejected_alone(faulty: Stack, prefix: str)
         by_status[o["status"]].add(o["message_id"])
     assert by_status["rejected"] == poison and len(by_status["delivered"]) == 117
     assert all(f"POISON-{o['message_id']}" in o["reason"] for o in outcomes if o["status"] == "rejected")
+    # The console's samples of the refused requests show them as sent, the signature masked.
+    samples = [msgspec.json.decode(v) for *_, v in read_topic(faulty.config.kafka, [faulty.config.topic("samples")],
+                                                                idle_timeout=2)]
+    refused = [s for s in samples if s.get("instance") == "hook" and s.get("http_status") == 400
+               and prefix in msgspec.json.encode(s["event"]).decode()]
+    assert refused and all(s["request"]["headers"]["X-Signature"] == "********" for s in refused)
+    assert all(s["request"]["url"].endswith(HOOK_PATH) and s["request"]["method"] == "POST" for s in refused)
+    assert SANDBOX_HOOK_SECRET not in msgspec.json.encode(samples).decode()
 
 
 def test_a_refused_shared_secret_parks_the_events_until_it_is_accepted(faulty: Stack, prefix: str) -> None:

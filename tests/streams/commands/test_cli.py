@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from pushstream.streams.local.broker import LocalBroker, free_port, wait_for_port
+from pushstream.streams.local.stack import SANDBOX_HOOK_SECRET, local_env, webhook_instance
 from tests.support import SandboxClient, sandbox_instances
 
 CONFIG = """
@@ -142,6 +143,27 @@ def test_check_send_test_sends_one_event_and_prints_requests_and_raw_answers(
     assert (code, out) == (0, "pw: credentials accepted (200)\n")
     code, out, _ = _run(["check", "pw", "--send-test", str(tmp_path / "none.json"), "--config", str(config)])
     assert code == 4 and out.startswith("pushstream: cannot read ") and "Traceback" not in out
+
+
+def test_check_send_test_on_a_webhook_shows_the_signed_request_masked_and_the_receivers_answer(
+        tmp_path: Path, sandbox: SandboxClient) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(webhook_instance(sandbox.url, "hook", path="cli",
+                                       mapping='headers = { "X-Api-Key" = "key-in-mapping" }'))
+    env = {**local_env(), "WEBHOOK_SHARED_SECRET": SANDBOX_HOOK_SECRET}
+    code, out, _ = _run(["check", "hook", "--send-test", "--config", str(config)], env)
+    assert code == 0, out
+    assert f"-> Events (send)\nPOST {sandbox.url}/hooks/cli/track  (1 event(s))\n" in out
+    assert "  X-Signature: ********\n  X-Api-Key: ********\n" in out and '<- 200\n{"status":"ok"}\n' in out
+    assert "key-in-mapping" not in out and SANDBOX_HOOK_SECRET not in out
+    (sent,) = [r for r in sandbox.requests("/hooks/cli/track") if "pushstream-test" in str(r["body"])]
+    assert sent["signed"] == "first" and sent["body"][0]["event"] == "Pushstream Test Event"
+    code, out, _ = _run(["check", "hook", "--config", str(config)], env)
+    assert code == 1 and out.startswith("hook: Webhooks (Actions) cannot be checked without sending data"), out
+    config.write_text(webhook_instance(sandbox.url, "hook", path="cli", secret="not-the-secret"))
+    code, out, _ = _run(["check", "hook", "--send-test", "--config", str(config)], env)
+    assert code == 1 and '<- 401\n{"status":"error","message":"invalid credentials"}\n' in out, out
+    assert "not-the-secret" not in out
 
 
 def _run(args: list[str], env: dict[str, str] | None = None, stdin: bytes | None = None,
