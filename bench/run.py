@@ -54,6 +54,7 @@ from console import run_console  # noqa: E402  (bench/ is a folder of scripts, n
 from intake import run_intake  # noqa: E402
 from many import BRANDS, run_many  # noqa: E402
 from slow_api import run_slow_api, slow_api_rows  # noqa: E402
+from webhook_delivery import run_webhook, webhook_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle"
@@ -470,6 +471,7 @@ def main() -> None:
         results["requests_sent"] = len(httpx.get(f"{url}/_sandbox/requests", timeout=30).json())
         results["slow_api"] = run_slow_api(broker, url, workdir, run_stack, corpus, args.quick)
         results["many_instances"] = run_many(broker, url, workdir, run_stack, corpus, args.quick)
+        results["webhook"] = run_webhook(broker, url, workdir, run_stack, corpus, args.quick)
         results["intake"] = run_intake(broker, local_config(broker.url, url), workdir, 2_000 if args.quick else 20_000)
         results["console"] = run_console(local_config(broker.url, url, prefix=f"bench-console-{os.getpid()}"),
                                          args.quick)
@@ -515,6 +517,7 @@ def table(r: dict[str, Any]) -> str:
             (f"{BRANDS} instances, 1 worker", f"{r['many_instances'][str(BRANDS)]['events_per_s']:,} ev/s",
              f"{r['many_instances'][str(BRANDS)]['ratio_vs_one']}x one instance taking the same events "
              f"({r['many_instances'].get('1', {}).get('events_per_s', 'n/a')} ev/s)"),
+            *webhook_rows(r["webhook"]),
             ("intake, /v1/batch", f"{r['intake']['events_per_s']:,} ev/s",
              f"{r['intake']['ratio_vs_bare_acked']}x a bare producer acked per batch "
              f"({r['intake']['bare_acked_events_per_s']:,} ev/s; {r['intake']['ratio_vs_bare']}x one acked at the end, "

@@ -27,3 +27,6 @@ def test_bench_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert data["console"]["answer"]["outcomes"] > 0 and "console, answering" in result.stdout
     assert data["slow_api"]["50ms"]["outcomes_per_s"] > 0 and data["slow_api"]["50ms"]["in_flight_limit"]
     assert data["many_instances"]["20"]["events_per_s"] > 0 and "20 instances, 1 worker" in result.stdout
+    hook = data["webhook"]["webhook"]
+    assert hook["events_per_s"] > 0 and hook["requests"] > 0 and hook["refused_signatures"] == 0
+    assert "webhook, 1 worker" in result.stdout
