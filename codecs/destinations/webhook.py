@@ -15,6 +15,7 @@ batch. `batchSignature = "segment"` (the default) follows it, for receivers buil
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -135,24 +136,35 @@ def _parses(scheme: str, authority: str, slashed: bool) -> bool:
     return bool(host) and not _FORBIDDEN_HOST.search(host) and _ipv4(host) is not None
 
 
-def _check(payload: dict[str, Any]) -> None:
-    """What fetch refuses in Segment's request, in its order and words: an unreadable URL, a
-    header it cannot send, then a URL without a host (Node's legacy parser reads `javascript:`
-    as hostless) or of another protocol."""
-    url = payload["url"]
+@functools.lru_cache(maxsize=4096)  # a mapping's URLs repeat: most events reuse a handful
+def _url_problems(url: str) -> tuple[str | None, str | None]:
+    """What fetch refuses in a URL, before the headers are read (`Invalid URL`: a browser's URL
+    parser cannot read it) and after (a URL without a host, as Node's legacy parser reads
+    `javascript:` or `foo:/x`, or of another protocol)."""
     scheme, authority, _ = _split(url)
     slashed = url.partition(":")[2].startswith("//")
     if not _parses(scheme, authority, slashed):
-        raise PayloadInvalid("Invalid URL")
+        return "Invalid URL", None
+    if scheme in ("http", "https"):
+        return None, None
+    rest = url.partition(":")[2]
+    if scheme == "javascript" or (rest.startswith("/") and not slashed) or not _host_port(authority)[0]:
+        return None, "Only absolute URLs are supported"
+    return None, "Only HTTP(S) protocols are supported"
+
+
+def _check(payload: dict[str, Any]) -> None:
+    """What fetch refuses in Segment's request, in its order and words: an unreadable URL, a
+    header it cannot send, then a URL without a host or of another protocol."""
+    before, after = _url_problems(payload["url"])
+    if before:
+        raise PayloadInvalid(before)
     for name, value in (payload.get("headers") or {}).items():
         if not _TOKEN.fullmatch(name):
             raise PayloadInvalid(f"{name} is not a legal HTTP header name")
         _header_text(name, value)
-    if scheme not in ("http", "https"):
-        rest = url.partition(":")[2]  # read as Node's legacy parser reads it: a host after `//` or none
-        if scheme == "javascript" or (rest.startswith("/") and not slashed) or not _host_port(authority)[0]:
-            raise PayloadInvalid("Only absolute URLs are supported")
-        raise PayloadInvalid("Only HTTP(S) protocols are supported")
+    if after:
+        raise PayloadInvalid(after)
 
 
 def _target(payload: dict[str, Any]) -> tuple[str, dict[str, str]]:
