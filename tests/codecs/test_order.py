@@ -112,3 +112,40 @@ def test_forgetting_and_loading_partitions() -> None:
     order.load(0, {"u": [place(_job("u", 9)), place(_job("u", 3))], "w": []})
     assert order.waits(0, "u") and not order.waits(0, "w")
     assert order.sendable(0, "u", [_job("u", 9)]) == 0 and order.sendable(0, "u", [_job("u", 3)]) == 1
+
+
+HOOKS = """
+[[destinations]]
+name = "hook"
+type = "webhook"
+ordering = "per_user"
+settings = {}
+
+[[destinations.mappings]]
+name = "batched"
+action = "send"
+subscribe = 'type = "track"'
+enable_batching = true
+batch_size = 2
+mapping = { url = { "@template" = "https://hooks.example.com/{{properties.shop}}" } }
+"""
+
+
+def test_a_users_run_stops_where_its_next_job_goes_to_another_request_group() -> None:
+    """A webhook's batches are grouped by URL (and method, headers): a user's next job for another
+    URL travels in another request, so it waits for the next round."""
+    instance = load_config(HOOKS, {}).instances[0]
+
+    def job(user: str, offset: int, shop: str) -> Job:
+        return Job(message_id=f"m{offset}", key=user, instance="hook", mapping="batched", action="send",
+                   payload={"url": f"https://hooks.example.com/{shop}", "method": "POST"}, batched=True,
+                   topic="in", partition=0, offset=offset, received_at=0.0)
+
+    pairs = [(job("a", 1, "x"), 0), (job("a", 2, "y"), 0), (job("b", 3, "y"), 0), (job("b", 4, "y"), 0),
+             (job("b", 5, "y"), 0), (job("a", 6, "x"), 0)]
+    queues, _ = user_queues(pairs, lambda p: p[0], UserOrder())
+    rounds = []
+    while queues:
+        rounds.append([p[0].offset for p in next_round(instance, queues, lambda p: p[0])])
+    # round 1: a's 1 (group x; its 2 is group y), b's 3 and 4 (group y fills its request of 2)
+    assert rounds == [[1, 3, 4], [2, 5], [6]]

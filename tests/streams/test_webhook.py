@@ -8,6 +8,7 @@ import collections
 import time
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
@@ -49,6 +50,11 @@ def test_tracks_arrive_whole_grouped_by_url_and_headers_and_signed_as_segment_si
     assert requests[0]["body"][0]["type"] == "track" and "targets" in requests[0]["body"][0]["properties"]
     seen = msgspec.json.encode(outcomes).decode() + faulty.worker.output()
     assert SANDBOX_HOOK_SECRET not in seen and "rotated-secret" not in seen
+    # Metrics count the requests under the URL's scheme and host: not a series per path or query.
+    metrics = httpx.get(f"{faulty.worker.ops_url}/metrics", timeout=10).text
+    host = faulty.sandbox.url.removeprefix("http://")
+    assert f'pushstream_requests_total{{endpoint="http://{host}",instance="hook",status="200"}}' in metrics
+    assert "/hooks/" not in metrics
 
 
 def test_a_503_outage_then_recovery_delivers_everything_once(faulty: Stack, prefix: str) -> None:
