@@ -228,12 +228,9 @@ def run_ours(case: dict[str, Any]) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def _run_action(case: dict[str, Any]) -> dict[str, Any]:
-    if case["destination"] == "webhook":
-        return run_webhook(case, _decode)
-    dest = REGISTRY[case["destination"]]
-    action = dest.actions[case["action"]]
-    settings = msgspec.convert(case["settings"], dest.settings_type, dec_hook=secret_hook)
+def payloads_of(case: dict[str, Any], action: Any) -> tuple[list[dict[str, Any]], list[str]] | str:
+    """The case's events mapped, validated and checked as the route agent does them: (payloads,
+    a batch's refusals), or the message refusing a single event."""
     mapping = {} if case.get("useDefaultMappings") is False else dict(action.default_mapping)
     mapping.update(case.get("mapping") or {})
     compiled = compile_mapping(mapping)
@@ -242,11 +239,28 @@ def _run_action(case: dict[str, Any]) -> dict[str, Any]:
     payloads, errors = [], []
     for event in case["events"] if batch else [case["event"]]:
         try:
-            payloads.append(validate(compiled(_decode(event))))
+            payload = validate(compiled(_decode(event)))
+            if action.check is not None:
+                action.check(payload)
+            payloads.append(payload)
         except PayloadInvalid as exc:
-            errors.append(str(exc))
             if not batch:
-                return {"error": str(exc)}
+                return str(exc)
+            errors.append(str(exc))
+    return payloads, errors
+
+
+def _run_action(case: dict[str, Any]) -> dict[str, Any]:
+    if case["destination"] == "webhook":
+        return run_webhook(case, payloads_of)
+    dest = REGISTRY[case["destination"]]
+    action = dest.actions[case["action"]]
+    settings = msgspec.convert(case["settings"], dest.settings_type, dec_hook=secret_hook)
+    batch = "events" in case
+    found = payloads_of(case, action)
+    if isinstance(found, str):
+        return {"error": found}
+    payloads, errors = found
     out: dict[str, Any] = {"requests": []}
     if payloads:
         request = action.build(payloads, settings, batch)

@@ -19,9 +19,7 @@ import httpx
 import msgspec
 
 from pushstream.codecs.destinations import REGISTRY
-from pushstream.codecs.fields import PayloadInvalid, compile_validator
 from pushstream.codecs.js import UNDEFINED, js_json_bytes, json_stringify
-from pushstream.codecs.mapping import compile_mapping
 from pushstream.codecs.secret import secret_hook
 
 __all__ = ["composed_answer", "compare_requests", "run_webhook", "webhook_cases"]
@@ -130,31 +128,20 @@ def composed_answer(case: dict[str, Any], expected: dict[str, dict[str, Any]]) -
             "multistatus": [m for p in parts for m in p.get("multistatus", [])], "composed": True}
 
 
-def run_webhook(case: dict[str, Any], decode: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """Our requests for a webhook case: validated and checked per event as the route agent does,
-    grouped as plan.py groups them, with the headers and URL http.py sends."""
+def run_webhook(case: dict[str, Any], payloads_of: Callable[..., Any]) -> dict[str, Any]:
+    """Our requests for a webhook case: its payloads (`payloads_of`, parity.py's), grouped as
+    plan.py groups them, with the headers and URL http.py sends."""
     dest = REGISTRY["webhook"]
     action = dest.actions["send"]
     try:
         settings = msgspec.convert(case["settings"], dest.settings_type, dec_hook=secret_hook)
     except msgspec.ValidationError as exc:  # the config refuses it at start-up
         return {"refused": str(exc)}
-    mapping = {} if case.get("useDefaultMappings") is False else dict(action.default_mapping)
-    mapping.update(case.get("mapping") or {})
-    compiled = compile_mapping(mapping)
     batch = "events" in case
-    validate = compile_validator(action.fields, batch=batch)
-    payloads, errors = [], []
-    for event in case["events"] if batch else [case["event"]]:
-        try:
-            payload = validate(compiled(decode(event)))
-            if action.check is not None:
-                action.check(payload)
-            payloads.append(payload)
-        except PayloadInvalid as exc:
-            if not batch:
-                return {"error": str(exc)}
-            errors.append(str(exc))
+    found = payloads_of(case, action)
+    if isinstance(found, str):
+        return {"error": found}
+    payloads, errors = found
     groups: dict[Any, list[dict[str, Any]]] = {}
     for payload in payloads:
         assert action.batch_group is not None
