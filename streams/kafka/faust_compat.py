@@ -9,6 +9,8 @@ What is changed, and why (each in its docstring):
   each request's wait adapts to what the broker answers (fetch_wait.py);
 - the fetch loop hands records to the streams per batch, and sets a read offset only for a
   record that reached its stream (`_Consumer._drain_messages`);
+- the consumer's assignment is converted to Faust's partitions once per rebalance, not on each
+  call (`AIOKafkaConsumerThread.assignment`: Faust's commit called it once per offset);
 - the seek to committed offsets runs with the flow stopped (`_Consumer.perform_seek`): after
   a table recovery Faust's own order lost records;
 - the monitor keeps only what Faust's consumer reads back (`LeanMonitor`);
@@ -31,7 +33,7 @@ import faust
 import msgspec
 from faust.sensors import Monitor
 from faust.stores.rocksdb import Store as RocksDBStore
-from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.consumer import CONSUMER_FETCHING, ensure_TPset
 from faust.transport.drivers import aiokafka as driver
 from rocksdict import AccessType, Options, Rdict
 
@@ -52,6 +54,7 @@ TOUCHED: tuple[tuple[str, str], ...] = (
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_create_worker_consumer"),
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "verify_event_path"),
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_consumer"),
+    ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_ensure_consumer"),
     ("faust.transport.drivers.aiokafka.Consumer", "_new_consumer_thread"),
     ("faust.transport.drivers.aiokafka.Consumer", "_thread"),
     ("faust.transport.consumer.Consumer", "_drain_messages"),
@@ -82,7 +85,22 @@ TOUCHED: tuple[tuple[str, str], ...] = (
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread, whose aiokafka consumer takes `app.fetch_max_wait` and the adaptive waits."""
+    """Faust's consumer thread, whose aiokafka consumer takes `app.fetch_max_wait` and the adaptive
+    waits, and whose assignment is converted once per rebalance."""
+
+    _assigned_from: Any = None  # aiokafka's assignment (a frozenset, replaced by each rebalance)...
+    _assigned: frozenset[Any] = frozenset()  # ...and the same partitions as Faust's TPs
+
+    def assignment(self) -> frozenset[Any]:  # type: ignore[override]  # a set its callers cannot change
+        """The assigned partitions as Faust's TPs. Faust converts aiokafka's set on every call, and
+        its `_commit` calls this once per offset it commits: O(partitions²) per commit, ~14 ms
+        at 328 partitions (20 instances' jobs and retry topics), twice a second. aiokafka keeps
+        one frozenset per assignment, so the conversion is redone only when that object changes.
+        A frozenset, because every caller shares it (none in Faust 0.15.3 changes it)."""
+        tps = self._ensure_consumer().assignment()
+        if tps is not self._assigned_from:
+            self._assigned, self._assigned_from = frozenset(ensure_TPset(tps)), tps
+        return self._assigned
 
     async def on_start(self) -> None:
         await super().on_start()
