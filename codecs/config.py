@@ -22,6 +22,7 @@ import msgspec
 
 from .console import ConsoleConfig, ConsoleToml, load_console
 from .destinations import REGISTRY, Action, Destination
+from .dispatch import Dispatch
 from .fields import Validator, compile_validator
 from .filters import Filters, compile_filters
 from .fql import Trigger, TriggerError, compile_trigger
@@ -151,6 +152,11 @@ class Config:
     ops: OpsConfig = OpsConfig()
     intake: IntakeConfig | None = None  # `pushstream intake`'s [intake] section, when there is one
     console: ConsoleConfig = ConsoleConfig()  # `pushstream console`'s [console] section
+    #: Which instances an event's triggers can select (dispatch.py); built from `instances`.
+    dispatch: Dispatch = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dispatch", Dispatch(self.instances))
 
     def instance(self, name: str) -> Instance:
         for i in self.instances:

@@ -15,7 +15,9 @@ is not the last term of its group, fails or misreads operators touching their fi
 matching something unexpected.
 
 `compile_trigger(text)` parses once; the returned `Trigger` is a plain callable on the event
-tree (the decoded JSON object) and does no parsing per event.
+tree (the decoded JSON object) and does no parsing per event. It also says which string
+equalities any match needs (`Trigger.needs`), so routing can pass over instances whose
+triggers cannot match an event without asking each (dispatch.py).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from typing import Any
 from .fql_lexer import Tok, TriggerError, lex
 from .js import UNDEFINED, is_number, js_string, path_getter
 
-__all__ = ["Trigger", "TriggerError", "compile_trigger"]
+__all__ = ["Need", "Trigger", "TriggerError", "compile_trigger", "field_reader"]
 
 Predicate = Callable[[dict[str, Any]], bool]
+#: A condition every match needs: the field (head, path) holds exactly this string.
+Need = tuple[str, tuple[str, ...], str]
 
 
 _TOP_FIELDS = ("type", "event", "name", "userId")
@@ -41,6 +45,16 @@ class _Parser:
         self.text = text
         self.toks = lex(text)
         self.pos = 0
+        #: The needs of each predicate built so far, by id (predicates are plain closures).
+        self.needs: dict[int, frozenset[Need]] = {}
+
+    def needing(self, pred: Predicate, needs: frozenset[Need]) -> Predicate:
+        if needs:
+            self.needs[id(pred)] = needs
+        return pred
+
+    def needs_of(self, pred: Predicate) -> frozenset[Need]:
+        return self.needs.get(id(pred), frozenset())
 
     def peek(self) -> Tok:
         return self.toks[self.pos]
@@ -79,7 +93,10 @@ class _Parser:
             terms.append(self.term(depth))
         if len(terms) == 1:
             return terms[0]
-        return _any_of(tuple(terms)) if conj is not None and conj.kind == "or" else _all_of(tuple(terms))
+        needs = [self.needs_of(t) for t in terms]
+        if conj is not None and conj.kind == "or":  # what every alternative needs
+            return self.needing(_any_of(tuple(terms)), frozenset.intersection(*needs))
+        return self.needing(_all_of(tuple(terms)), frozenset().union(*needs))
 
     def term(self, depth: int) -> Predicate:
         tok = self.peek()
@@ -179,7 +196,12 @@ class _Parser:
         if val.kind not in ("string", "number", "ident", "null", "true", "false"):
             self.fail(f"expected a value, got {_describe(val)}", val)
         self.pos += 1
-        return _condition(self, head, path, op, val)
+        pred = _condition(self, head, path, op, val)
+        if op.value == "=" and val.kind in ("string", "number", "ident") and not (val.kind == "number" and
+                                                                                   head in _NESTED_FIELDS):
+            # `_condition`'s last case: the field must hold exactly this string.
+            return self.needing(pred, frozenset({(head, path, _as_text(val))}))
+        return pred
 
 
 def _condition(p: _Parser, head: str, path: tuple[str, ...], op: Tok, val: Tok) -> Predicate:
@@ -219,7 +241,7 @@ def _condition(p: _Parser, head: str, path: tuple[str, ...], op: Tok, val: Tok) 
         if op.value == "=":
             return lambda ev: is_number(a := read(ev)) and a == number
         return lambda ev: is_number(a := read(ev)) and a != number
-    text = js_string(float(val.value)) if val.kind == "number" else val.value
+    text = _as_text(val)
     if op.value == "=":
         return lambda ev: isinstance(a := read(ev), str) and a == text
     return lambda ev: not (isinstance(a := read(ev), str) and a == text)
@@ -253,6 +275,16 @@ def _all_of(preds: tuple[Predicate, ...]) -> Predicate:
     return all_of
 
 
+def _as_text(val: Tok) -> str:
+    """The string a condition's value is compared as (Segment writes a number as JavaScript does)."""
+    return js_string(float(val.value)) if val.kind == "number" else val.value
+
+
+def field_reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """Reads a trigger's field (`properties.plan`: head "properties", path ("plan",)) from an event tree."""
+    return _reader(head, path)
+
+
 def _reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
     if head in _TOP_FIELDS:
         return lambda ev: ev.get(head, UNDEFINED)
@@ -271,12 +303,14 @@ def _describe(tok: Tok) -> str:
 class Trigger:
     """A compiled trigger: call it with the event tree to know whether the event matches."""
 
-    __slots__ = ("text", "matches")
+    __slots__ = ("text", "matches", "needs")
 
-    def __init__(self, text: str, predicate: Predicate) -> None:
+    def __init__(self, text: str, predicate: Predicate, needs: frozenset[Need] = frozenset()) -> None:
         self.text = text
         #: The predicate itself: the hot path calls it without the `__call__` hop.
         self.matches = predicate
+        #: String equalities every match needs (from its `and`s; what all of an `or` need).
+        self.needs = needs
 
     def __call__(self, event: dict[str, Any]) -> bool:
         return self.matches(event)
@@ -287,4 +321,6 @@ class Trigger:
 
 def compile_trigger(text: str) -> Trigger:
     """Parse and compile `text`; raises `TriggerError` for anything Segment would misread."""
-    return Trigger(text, _Parser(text).parse())
+    parser = _Parser(text)
+    pred = parser.parse()
+    return Trigger(text, pred, parser.needs_of(pred))

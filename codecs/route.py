@@ -1,8 +1,9 @@
 """Routing, the pure core of the route agent: one input record -> delivery jobs and outcomes.
 
-For each destination instance: the event's `integrations` object (`All`, overridden by any
-of the destination's names or the instance name) -> each subscription's trigger -> its
-mapping -> field validation -> a `Job`, or a `rejected`/`skipped` outcome. A record that is
+For each destination instance whose triggers may match the event (dispatch.py): the event's
+`integrations` object (`All`, overridden by any of the destination's names or the instance
+name) -> each subscription's trigger -> its mapping -> field validation -> a `Job`, or a
+`rejected`/`skipped` outcome. A record that is
 not a Segment event gives one `invalid` outcome. Nothing here raises for bad input.
 """
 
@@ -59,7 +60,11 @@ def route_record(raw: bytes, topic: str, partition: int, offset: int, config: Co
         event = event.with_message_id(derived_message_id(topic, partition, offset))
     routed = Routed()
     embedded = msgspec.Raw(raw)
-    for instance in config.instances:
+    if isinstance(event.header, Delete):
+        instances = config.instances
+    else:  # the instances whose triggers cannot match it are unmatched, unasked
+        instances, routed.unmatched[:] = config.dispatch.select(event.tree)
+    for instance in instances:
         _route_instance(event, embedded, instance, coords, now, routed, derived)
     return routed
 

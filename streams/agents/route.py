@@ -69,8 +69,7 @@ class RouteAgent(Agent):
             routed = self._route_one(ev, now)
             jobs += [(job_topics[name], job) for name, job in routed.jobs]
             outcomes += routed.outcomes
-            for name in routed.unmatched:
-                unmatched[name] += 1
+            unmatched.update(routed.unmatched)
         records = [self.pipeline.outcome_record(o) for o in outcomes]
         records += [Record(t, None, value, p) for t, p, value in pack_jobs(jobs, self._partition_of)]
         if unmatched:

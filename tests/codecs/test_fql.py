@@ -88,3 +88,18 @@ LAST_IN_GROUP = 'type = "track" and (name != "Home" or contains(properties.sku, 
 def test_a_function_that_ends_its_group_is_read_as_written(text: str, event: dict[str, object],
                                                            expected: bool) -> None:
     assert compile_trigger(text)(event) is expected
+
+
+@pytest.mark.parametrize(("text", "needs"), [
+    ('type = "track" and properties.brand = "b3"', {("type", (), "track"), ("properties", ("brand",), "b3")}),
+    ('(type = "track" and event = "A") or (type = "track" and event = "B")', {("type", (), "track")}),
+    ('type = "track" or type = "page"', set()),  # one of two strings: not one string every match needs
+    ('event = "A" or properties.brand = "b4"', set()),
+    ("event = 1.50", {("event", (), "1.5")}),  # compared as the string JavaScript writes
+    ("properties.n = 3", set()),  # a number compared as a number
+    ('type != "x"', set()), ('properties.brand = null', set()), ("traits.vip = true", set()),
+    ('contains(event, "a") and userId = "u"', {("userId", (), "u")}),
+    ('!match(event, "A*") and name = "Home"', {("name", (), "Home")}),
+])
+def test_a_trigger_says_which_string_equalities_every_match_needs(text: str, needs: set[object]) -> None:
+    assert compile_trigger(text).needs == needs
