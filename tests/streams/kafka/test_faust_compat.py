@@ -7,6 +7,7 @@ import time
 from collections import namedtuple
 from typing import Any
 
+import aiokafka
 import pytest
 from faust.types import TP as FaustTP
 
@@ -104,3 +105,21 @@ def test_table_files_are_where_faust_s_rocksdb_store_puts_them(tmp_path: Any) ->
                         store="memory://", datadir=str(tmp_path))
     dedup = Dedup(app, 60.0, 4)
     assert [table_files(dedup.table, p) for p in range(4)] == [dedup.table.data.partition_path(p) for p in range(4)]
+
+
+def test_the_assignment_is_converted_once_per_rebalance() -> None:
+    class Assigned:  # aiokafka's consumer: one frozenset per assignment
+        tps: frozenset[Any] = frozenset({aiokafka.TopicPartition("jobs", 0), aiokafka.TopicPartition("jobs", 1)})
+
+        def assignment(self) -> frozenset[Any]:
+            return self.tps
+
+    app = PushstreamApp("t", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False, store="memory://")
+    thread = app.consumer._thread  # built, not started
+    aio = Assigned()
+    thread._consumer = aio
+    first = thread.assignment()
+    assert first == {FaustTP("jobs", 0), FaustTP("jobs", 1)} and all(type(tp) is FaustTP for tp in first)
+    assert thread.assignment() is first  # Faust's commit asks once per offset: no conversion each time
+    aio.tps = frozenset({aiokafka.TopicPartition("jobs", 2)})  # a rebalance
+    assert thread.assignment() == {FaustTP("jobs", 2)}
