@@ -59,8 +59,9 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     route_batch: Count = 500
     #: Jobs per deliver step, sent as concurrent requests of up to each mapping's `batch_size`
     #: (100 for Pushwoosh events); with this many waiting, a delivery starts as soon as the one
-    #: in flight is done.
-    deliver_batch: Count = 500
+    #: in flight is done. One step is in flight per instance, so an unbatched instance has at
+    #: most this many requests out: with `max_in_flight`, what hides a slow API's latency.
+    deliver_batch: Count = 1000
     #: Input records larger than this are `invalid` (32 KiB is Segment's own limit).
     max_event_bytes: Count = 32 * 1024
     #: Seconds an HTTP request to a destination may take before it counts as a timeout (retried).

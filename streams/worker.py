@@ -2,7 +2,8 @@
 
 Importing this module does nothing. The first access to its `app` (Faust's `-A` looks it up
 once) loads the config from PUSHSTREAM_CONFIG with the environment's overrides (environ.py),
-builds the app and tunes the garbage collector; a config with mistakes stops there with every
+builds the app, tunes the garbage collector and raises the open-files limit as far as the
+instances' connections need; a config with mistakes stops there with every
 mistake listed, before Faust starts. `pushstream worker` builds the app itself from the config
 it has already checked (commands/cli.py), without this module.
 """
@@ -25,7 +26,7 @@ def build() -> Any:
     global _app
     if _app is None:
         from pushstream.streams.app import create_app
-        from pushstream.streams.kafka.faust_app import tune_gc
+        from pushstream.streams.kafka.faust_app import tune_process
 
         try:
             config = environ.load()
@@ -33,7 +34,7 @@ def build() -> Any:
             print(f"pushstream: {exc}", file=sys.stderr)
             sys.exit(2)
         _app = create_app(config)
-        tune_gc()
+        tune_process(config)
     return _app
 
 

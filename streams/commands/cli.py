@@ -61,11 +61,11 @@ def cmd_worker(args: argparse.Namespace) -> None:
     """Run the agents with a short start and our log format (the config loaded and checked once, here)."""
     config = _config(args, broker=True)
     from pushstream.streams.app import create_app
-    from pushstream.streams.kafka.faust_app import tune_gc
+    from pushstream.streams.kafka.faust_app import tune_process
     from pushstream.streams.ops import logs
 
     app = create_app(config)
-    tune_gc()
+    tune_process(config)
     level = args.loglevel.upper()
     app.conf.loghandlers = [logs.handler(args.log_format, everything=level == "DEBUG")]
     instances = ", ".join(f"{i.name} ({i.destination.slug})" for i in config.instances)

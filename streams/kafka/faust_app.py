@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +18,7 @@ from pushstream.codecs.config import Config
 from pushstream.streams.kafka.faust_compat import CompatApp, LeanMonitor
 from pushstream.streams.kafka.security import faust_settings
 
-__all__ = ["PushstreamApp", "app_settings", "broker_ends", "tune_gc"]
+__all__ = ["PushstreamApp", "app_settings", "broker_ends", "raise_open_files", "tune_gc", "tune_process"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,37 @@ def tune_gc() -> None:
     collections run every 10,000 net allocations (0.17 s of GC, 25 collections, in the same run)."""
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+def tune_process(config: Config) -> None:
+    """A worker's process, once its app is built: the garbage collector tuned (`tune_gc`), and
+    open files allowed for every instance's connections (`raise_open_files`; a warning line
+    on stderr when the hard limit is too low)."""
+    tune_gc()
+    warning = raise_open_files(sum(i.max_in_flight for i in config.instances))
+    if warning is not None:
+        print(f"pushstream: warning: {warning}", file=sys.stderr)
+
+
+#: Descriptors a worker needs besides its destinations' connections (Kafka, ops, logs, RocksDB).
+FILES_RESERVE = 256
+
+
+def raise_open_files(connections: int) -> str | None:
+    """Raise this process's soft limit on open files to its hard limit, as far as `connections`
+    (every instance's `max_in_flight`) plus FILES_RESERVE need; a soft limit of 1,024 (common)
+    would otherwise refuse sockets before the in-flight limits are reached. Returns a warning
+    when the hard limit is too low, else None."""
+    needed = connections + FILES_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        return (f"open files are limited to {target} (ulimit -n; hard limit {hard}), and the instances' max_in_flight "
+                f"add up to {connections} connections: raise the limit or lower max_in_flight")
+    return None
 
 
 async def broker_ends(consumer: Any, tps: list[Any]) -> dict[Any, int | None]:
