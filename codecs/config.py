@@ -154,7 +154,7 @@ class Config:
     intake: IntakeConfig | None = None  # `pushstream intake`'s [intake] section, when there is one
     console: ConsoleConfig = ConsoleConfig()  # `pushstream console`'s [console] section
     #: Which instances an event's triggers can select (dispatch.py); built from `instances`.
-    dispatch: Dispatch = field(init=False, repr=False, compare=False)
+    dispatch: Dispatch[Instance] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dispatch", Dispatch(self.instances))

@@ -15,21 +15,36 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from .fql import field_reader
+from .fql import Trigger, field_reader
 
-if TYPE_CHECKING:
-    from .config import Instance
+__all__ = ["Dispatch", "Routable"]
 
-__all__ = ["Dispatch"]
+
+class _Subscription(Protocol):
+    @property
+    def trigger(self) -> Trigger: ...
+
+
+class Routable(Protocol):
+    """What dispatch reads of an instance (config.Instance)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def subscriptions(self) -> Sequence[_Subscription]: ...
+
+
+Instance = TypeVar("Instance", bound=Routable)
 
 Field = tuple[str, tuple[str, ...]]
 #: Answers kept per Dispatch: a field's values repeat (brands, event names), so few are ever made.
 _ANSWERS = 4096
 
 
-class Dispatch:
+class Dispatch(Generic[Instance]):
     """The instances an event may match (`select`), in config order, and the names of the others."""
 
     __slots__ = ("instances", "fields", "always", "answers")
@@ -79,7 +94,7 @@ class Dispatch:
         return picked, passed
 
 
-def _keys(instance: Instance) -> dict[Field, frozenset[str]]:
+def _keys(instance: Routable) -> dict[Field, frozenset[str]]:
     """The fields every subscription of `instance` needs to hold a string, with the strings its
     subscriptions accept there (one per subscription; any of them lets the instance match)."""
     subs = instance.subscriptions

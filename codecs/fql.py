@@ -40,21 +40,24 @@ _TOP_FIELDS = ("type", "event", "name", "userId")
 _NESTED_FIELDS = ("properties", "traits", "context")
 
 
+class _Needs(dict[int, frozenset[Need]]):
+    """The needs of each predicate a parser built, by id (predicates are plain closures)."""
+
+    def mark(self, pred: Predicate, needs: frozenset[Need]) -> Predicate:
+        if needs:
+            self[id(pred)] = needs
+        return pred
+
+    def of(self, pred: Predicate) -> frozenset[Need]:
+        return self.get(id(pred), frozenset())
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks = lex(text)
         self.pos = 0
-        #: The needs of each predicate built so far, by id (predicates are plain closures).
-        self.needs: dict[int, frozenset[Need]] = {}
-
-    def needing(self, pred: Predicate, needs: frozenset[Need]) -> Predicate:
-        if needs:
-            self.needs[id(pred)] = needs
-        return pred
-
-    def needs_of(self, pred: Predicate) -> frozenset[Need]:
-        return self.needs.get(id(pred), frozenset())
+        self.needs = _Needs()
 
     def peek(self) -> Tok:
         return self.toks[self.pos]
@@ -93,10 +96,10 @@ class _Parser:
             terms.append(self.term(depth))
         if len(terms) == 1:
             return terms[0]
-        needs = [self.needs_of(t) for t in terms]
+        needs = [self.needs.of(t) for t in terms]
         if conj is not None and conj.kind == "or":  # what every alternative needs
-            return self.needing(_any_of(tuple(terms)), frozenset.intersection(*needs))
-        return self.needing(_all_of(tuple(terms)), frozenset().union(*needs))
+            return self.needs.mark(_any_of(tuple(terms)), frozenset.intersection(*needs))
+        return self.needs.mark(_all_of(tuple(terms)), frozenset().union(*needs))
 
     def term(self, depth: int) -> Predicate:
         tok = self.peek()
@@ -196,12 +199,7 @@ class _Parser:
         if val.kind not in ("string", "number", "ident", "null", "true", "false"):
             self.fail(f"expected a value, got {_describe(val)}", val)
         self.pos += 1
-        pred = _condition(self, head, path, op, val)
-        if op.value == "=" and val.kind in ("string", "number", "ident") and not (val.kind == "number" and
-                                                                                   head in _NESTED_FIELDS):
-            # `_condition`'s last case: the field must hold exactly this string.
-            return self.needing(pred, frozenset({(head, path, _as_text(val))}))
-        return pred
+        return _condition(self, head, path, op, val)
 
 
 def _condition(p: _Parser, head: str, path: tuple[str, ...], op: Tok, val: Tok) -> Predicate:
@@ -241,9 +239,10 @@ def _condition(p: _Parser, head: str, path: tuple[str, ...], op: Tok, val: Tok) 
         if op.value == "=":
             return lambda ev: is_number(a := read(ev)) and a == number
         return lambda ev: is_number(a := read(ev)) and a != number
-    text = _as_text(val)
+    text = js_string(float(val.value)) if val.kind == "number" else val.value
     if op.value == "=":
-        return lambda ev: isinstance(a := read(ev), str) and a == text
+        return p.needs.mark(lambda ev: isinstance(a := read(ev), str) and a == text,
+                            frozenset({(head, path, text)}))
     return lambda ev: not (isinstance(a := read(ev), str) and a == text)
 
 
@@ -273,11 +272,6 @@ def _all_of(preds: tuple[Predicate, ...]) -> Predicate:
         return True
 
     return all_of
-
-
-def _as_text(val: Tok) -> str:
-    """The string a condition's value is compared as (Segment writes a number as JavaScript does)."""
-    return js_string(float(val.value)) if val.kind == "number" else val.value
 
 
 def field_reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
@@ -323,4 +317,4 @@ def compile_trigger(text: str) -> Trigger:
     """Parse and compile `text`; raises `TriggerError` for anything Segment would misread."""
     parser = _Parser(text)
     pred = parser.parse()
-    return Trigger(text, pred, parser.needs_of(pred))
+    return Trigger(text, pred, parser.needs.of(pred))
