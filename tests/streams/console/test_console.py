@@ -154,7 +154,10 @@ db = "{workdir / run / 'console.sqlite3'}"
         sent = httpx.post(f"{url}/api/test", json={"instance": "xtremepush-sandbox", "event": event,
                                                    "send": True}).json()
         assert [r["status"] for r in sent["responses"]] == [200]
-        assert [r["body"]["messageId"] for r in sandbox.requests()[before:]] == [f"{run}-tester"]
+        # The worker's own requests (a circuit's probe of the wrong key) may land meanwhile: count the tester's.
+        tester = [r["path"] for r in sandbox.requests()[before:] if isinstance(r["body"], dict)
+                  and r["body"].get("messageId") == f"{run}-tester"]
+        assert len(tester) == 1 and tester[0].endswith("/handle"), sandbox.requests()[before:]
         assert f"{run}-tester" in httpx.get(f"{url}/").text  # listed under recent tests
 
         console.stop()
