@@ -168,7 +168,7 @@ class _Parser:
             self.fail(f"expected a quoted string, got {_describe(arg)}", arg)
         self.pos += 1
         self.take("rparen", "`)`")
-        read = _reader(head, path)
+        read = field_reader(head, path)
         # Segment compares a number argument as the string JavaScript writes for it ("1.50" -> "1.5").
         value = js_string(float(arg.value)) if arg.kind == "number" else arg.value
         if name.value == "contains":
@@ -203,7 +203,7 @@ class _Parser:
 
 
 def _condition(p: _Parser, head: str, path: tuple[str, ...], op: Tok, val: Tok) -> Predicate:
-    read = _reader(head, path)
+    read = field_reader(head, path)
     nested = head in _NESTED_FIELDS
     if val.kind == "null":
         if head in ("type", "event"):
@@ -276,10 +276,6 @@ def _all_of(preds: tuple[Predicate, ...]) -> Predicate:
 
 def field_reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
     """Reads a trigger's field (`properties.plan`: head "properties", path ("plan",)) from an event tree."""
-    return _reader(head, path)
-
-
-def _reader(head: str, path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
     if head in _TOP_FIELDS:
         return lambda ev: ev.get(head, UNDEFINED)
     get = path_getter(path)

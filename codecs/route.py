@@ -3,8 +3,8 @@
 For each destination instance whose triggers may match the event (dispatch.py): the event's
 `integrations` object (`All`, overridden by any of the destination's names or the instance
 name) -> each subscription's trigger -> its mapping -> field validation -> a `Job`, or a
-`rejected`/`skipped` outcome. A record that is
-not a Segment event gives one `invalid` outcome. Nothing here raises for bad input.
+`rejected`/`skipped` outcome. A record that is not a Segment event gives one `invalid`
+outcome. Nothing here raises for bad input.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def route_record(raw: bytes, topic: str, partition: int, offset: int, config: Co
     if isinstance(event.header, Delete):
         instances = config.instances
     else:  # the instances whose triggers cannot match it are unmatched, unasked
-        instances, routed.unmatched[:] = config.dispatch.select(event.tree)
+        instances, passed = config.dispatch.select(event.tree)
+        routed.unmatched.extend(passed)
     for instance in instances:
         _route_instance(event, embedded, instance, coords, now, routed, derived)
     return routed
