@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiokafka
@@ -48,10 +49,11 @@ async def _until(condition: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def _app(broker: LocalBroker, topic: str, seen: dict[int, set[int]], gate: asyncio.Event) -> PushstreamApp:
+def _app(broker: LocalBroker, topic: str, seen: dict[int, set[int]], gate: asyncio.Event,
+         datadir: Path) -> PushstreamApp:
     """An app whose agent records the offsets it gets (while `gate` is open) and acks them."""
     app = PushstreamApp(f"seeks-{uuid.uuid4().hex[:8]}", broker=broker.url, value_serializer="raw",
-                        store="memory://", web_enabled=False, topic_disable_leader=True,
+                        store="memory://", datadir=str(datadir), web_enabled=False, topic_disable_leader=True,
                         broker_session_timeout=3.0, broker_heartbeat_interval=1.0,
                         broker_rebalance_timeout=3.0, broker_commit_interval=0.2,
                         consumer_auto_offset_reset="earliest", table_standby_replicas=0,
@@ -68,7 +70,7 @@ def _app(broker: LocalBroker, topic: str, seen: dict[int, set[int]], gate: async
     return app
 
 
-def test_records_fetched_while_recovery_seeks_all_reach_the_agent(broker: LocalBroker,
+def test_records_fetched_while_recovery_seeks_all_reach_the_agent(broker: LocalBroker, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     topic = f"recovery-seek-{uuid.uuid4().hex[:8]}"
     create_topics(broker.url, [topic], PARTITIONS)
@@ -78,7 +80,7 @@ def test_records_fetched_while_recovery_seeks_all_reach_the_agent(broker: LocalB
 
     async def main() -> None:
         gate.set()
-        app = _app(broker, topic, seen, gate)
+        app = _app(broker, topic, seen, gate, tmp_path)
         await app.start()
         consumer = app.consumer
         try:
@@ -115,7 +117,7 @@ def test_records_fetched_while_recovery_seeks_all_reach_the_agent(broker: LocalB
     assert all(s == set(range(BEFORE + AFTER)) for s in seen.values())
 
 
-def test_holding_twice_in_a_row_skips_nothing(broker: LocalBroker) -> None:
+def test_holding_twice_in_a_row_skips_nothing(broker: LocalBroker, tmp_path: Path) -> None:
     """A retry agent pauses its partitions while it holds a take and resumes them where their
     stream stopped; twice in a row with nothing read between, the second resume used to start
     one record later (Faust's seek leaves the read offset at the next record, read as the last)."""
@@ -127,7 +129,7 @@ def test_holding_twice_in_a_row_skips_nothing(broker: LocalBroker) -> None:
 
     async def main() -> None:
         gate.set()
-        app = _app(broker, topic, seen, gate)
+        app = _app(broker, topic, seen, gate, tmp_path)
         await app.start()
         consumer = app.consumer
         try:
@@ -147,7 +149,8 @@ def test_holding_twice_in_a_row_skips_nothing(broker: LocalBroker) -> None:
     assert all(s == set(range(BEFORE + AFTER)) for s in seen.values())
 
 
-def test_the_livelock_check_skips_a_partition_whose_position_is_being_reset(broker: LocalBroker) -> None:
+def test_the_livelock_check_skips_a_partition_whose_position_is_being_reset(broker: LocalBroker,
+                                                                          tmp_path: Path) -> None:
     """Faust's livelock detector reads aiokafka's position, which asserts one exists: a partition
     sent back to its beginning (being reset) crashed the consumer, and so the worker."""
     topic = f"reset-{uuid.uuid4().hex[:8]}"
@@ -158,7 +161,7 @@ def test_the_livelock_check_skips_a_partition_whose_position_is_being_reset(brok
 
     async def main() -> None:
         gate.set()
-        app = _app(broker, topic, seen, gate)
+        app = _app(broker, topic, seen, gate, tmp_path)
         await app.start()
         consumer = app.consumer
         try:
