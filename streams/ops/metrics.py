@@ -79,12 +79,17 @@ class Metrics:
     def outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Count a batch of outcome records and the delivery latency of the terminal ones."""
         counts: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+        latencies: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
         for o in outcomes:
             counts[(o.instance or "", o.action or "", o.status, o.error_code or "")] += 1
             if o.status in TERMINAL and o.latency_ms is not None:
-                self.delivery_latency.labels(o.instance or "", o.action or "").observe(o.latency_ms / 1000)
+                latencies[(o.instance or "", o.action or "")].append(o.latency_ms / 1000)
         for labels, n in counts.items():
             self.outcomes_total.labels(*labels).inc(n)
+        for pair, seconds in latencies.items():  # a child's lookup once per delivery, not per event
+            observe = self.delivery_latency.labels(*pair).observe
+            for s in seconds:
+                observe(s)
 
     def request(self, instance: str, endpoint: str, status: str, seconds: float, events: int) -> None:
         """One HTTP attempt: its status (or failure kind), duration and events carried."""
