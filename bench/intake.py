@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import statistics
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +25,7 @@ import msgspec
 
 from pushstream.codecs.intake import events_of
 from pushstream.codecs.spec import input_key
+from pushstream.streams.commands.outcomes import percentile
 from pushstream.streams.kafka.admin import create_topics, make_producer
 from pushstream.streams.kafka.writer import Record, Writer
 from pushstream.streams.local.broker import free_port
@@ -144,5 +144,5 @@ def run_intake(broker: Any, config_text: str, workdir: Path, n: int, clients: in
     return {"events_per_s": round(rate), "bare_acked_events_per_s": round(acked),
             "ratio_vs_bare_acked": round(rate / acked, 2), "bare_producer_events_per_s": round(bare),
             "ratio_vs_bare": round(rate / bare, 2), "clients": clients, "batch": BATCH,
-            "half_load_events_per_s": round(half * BATCH), "latency_p50_ms": round(statistics.median(took) * 1000, 1),
-            "latency_p99_ms": round(took[max(0, int(len(took) * 0.99) - 1)] * 1000, 1)}
+            "half_load_events_per_s": round(half * BATCH), "latency_p50_ms": round(percentile(took, 0.5) * 1000, 1),
+            "latency_p99_ms": round(percentile(took, 0.99) * 1000, 1)}

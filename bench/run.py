@@ -43,6 +43,7 @@ import msgspec
 from pushstream.codecs.config import Config, load_config
 from pushstream.codecs.records import encode
 from pushstream.codecs.route import route_record
+from pushstream.streams.commands.outcomes import percentile
 from pushstream.streams.kafka.admin import bootstrap, create_topics, ensure_topics, make_producer
 from pushstream.streams.kafka.faust_compat import READY_LINE
 from pushstream.streams.local.broker import start_broker
@@ -299,12 +300,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _quantile(values: list[float], q: float) -> float | None:
-    """The q-quantile of `values` (None for none), rounded to 0.1."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(0, min(len(ordered) - 1, int(len(ordered) * q + 0.5) - 1))], 1)
+def cpu_by_role(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each role's processes (workers, broker, ...)."""
+    return {role: sum(map(cpu_seconds, ps)) for role, ps in pids.items()}
+
+
+def _ms(values: list[float], q: float) -> float | None:
+    """The nearest-rank q-percentile of `values` (None for none), rounded to 0.1."""
+    return round(percentile(sorted(values), q), 1) if values else None
 
 
 def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: list[bytes], workers: int,
@@ -341,7 +344,7 @@ def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: li
         # Who used the machine while the backlog was worked off (this process: the outcome counter).
         pids = {"workers": [p.process.pid for p in procs], "broker": [broker.process.pid],
                 "sandbox": [sandbox.process.pid] if sandbox else [], "bench": [os.getpid()]}
-        cpu_from, cpu_at = {k: sum(map(cpu_seconds, v)) for k, v in pids.items()}, time.time()
+        cpu_from, cpu_at = cpu_by_role(pids), time.time()
         done = counter.wait(expected, timeout=900)
         spent = time.time() - cpu_at
         outcomes_per_s, steady = steady_rate(counter.progress, expected)
@@ -351,17 +354,17 @@ def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: li
                                                         if outcomes_per_s else overall),
                                   "steady_seconds": round(steady, 1),
                                   "with_start_events_per_s": round(len(lines) / (done - ready)),
-                                  "cores_busy": {k: round((sum(map(cpu_seconds, v)) - cpu_from[k]) / spent, 2)
-                                                 for k, v in pids.items()}}
+                                  "cores_busy": {k: round((v - cpu_from[k]) / spent, 2)
+                                                 for k, v in cpu_by_role(pids).items()}}
         if latency_seconds:
             rate = result["events_per_s"] / 2
             n = int(rate * latency_seconds)
             extra = corpus(n, seed=7)
             start, through = len(counter.values), counter.through
-            cpu_from, cpu_at = sum(map(cpu_seconds, pids["workers"])), time.time()
+            half_from, half_at = cpu_by_role(pids)["workers"], time.time()
             sent = produce(config, extra, rate=rate)
             counter.wait(through + expected_outcomes(config, extra), timeout=300)
-            busy = (sum(map(cpu_seconds, pids["workers"])) - cpu_from) / (time.time() - cpu_at)
+            busy = (cpu_by_role(pids)["workers"] - half_from) / (time.time() - half_at)
             lat, to_route = [], []
             for at, value in counter.values[start:]:
                 o = msgspec.json.decode(value)
@@ -371,9 +374,9 @@ def run_stack(broker: Any, sandbox_url: str, workdir: Path, name: str, lines: li
                     if o.get("latency_ms") is not None and o.get("last_attempt_at") is not None:
                         # latency_ms counts from routing: what is left is the first hop.
                         to_route.append((o["last_attempt_at"] - t) * 1000 - o["latency_ms"])
-            result.update(offered_rate=round(rate), latency_p50_ms=_quantile(lat, 0.5),
-                          latency_p99_ms=_quantile(lat, 0.99), to_route_p50_ms=_quantile(to_route, 0.5),
-                          to_route_p99_ms=_quantile(to_route, 0.99), half_load_worker_cores=round(busy, 2))
+            result.update(offered_rate=round(rate), latency_p50_ms=_ms(lat, 0.5), latency_p99_ms=_ms(lat, 0.99),
+                          to_route_p50_ms=_ms(to_route, 0.5), to_route_p99_ms=_ms(to_route, 0.99),
+                          half_load_worker_cores=round(busy, 2))
         result["peak_rss_mb"] = max(peak_rss_mb(p) for p in procs)
         result["in_flight_limit"] = in_flight_limits(procs)
         if counter.skipped:

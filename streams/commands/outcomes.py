@@ -21,7 +21,7 @@ from rich.table import Table
 from pushstream.codecs.records import TERMINAL, Outcome, decode_outcome
 from pushstream.streams.kafka.admin import Cluster, make_reader
 
-__all__ = ["OutcomeFilter", "Summary", "read_outcomes"]
+__all__ = ["OutcomeFilter", "Summary", "percentile", "read_outcomes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class OutcomeFilter:
                 and (self.since is None or o.at >= self.since))
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
@@ -70,7 +70,7 @@ class Summary:
         out = {}
         for key, values in sorted(self.latencies.items()):
             values.sort()
-            out[key] = (len(values), _percentile(values, 0.5), _percentile(values, 0.95), _percentile(values, 0.99))
+            out[key] = (len(values), percentile(values, 0.5), percentile(values, 0.95), percentile(values, 0.99))
         return out
 
     def render(self, console: Console, top: int = 5) -> None:

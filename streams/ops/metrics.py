@@ -86,7 +86,7 @@ class Metrics:
                 latencies[(o.instance or "", o.action or "")].append(o.latency_ms / 1000)
         for labels, n in counts.items():
             self.outcomes_total.labels(*labels).inc(n)
-        for pair, seconds in latencies.items():  # a child's lookup once per delivery, not per event
+        for pair, seconds in latencies.items():  # a child's lookup once per batch, not per outcome
             observe = self.delivery_latency.labels(*pair).observe
             for s in seconds:
                 observe(s)
