@@ -32,6 +32,7 @@ from pushstream.streams.agents.ordering import Ordering, Pairs
 from pushstream.streams.agents.pipeline import Pipeline
 from pushstream.streams.delivery.deliverer import Deliverer
 from pushstream.streams.delivery.steps import Pending, delivery_steps
+from pushstream.streams.kafka.take import batches
 from pushstream.streams.kafka.writer import Record
 
 __all__ = ["DeliverAgent"]
@@ -60,7 +61,7 @@ class DeliverAgent(InstanceAgent):
         self.wake = asyncio.Event()
         starter = asyncio.ensure_future(self._start_when_due(stream))
         try:
-            async for events in stream.noack_take(self.steps, within=TAKE_WITHIN):
+            async for events in batches(stream, self.steps, TAKE_WITHIN):
                 async with or_exit(self.name):
                     self.pending.add(events, record_jobs(events), time.monotonic())
                 if not self.pending.full():

@@ -26,6 +26,7 @@ from pushstream.codecs.route import Routed, route_record
 from pushstream.streams.agents.base import TAKE_WITHIN, Agent, or_exit
 from pushstream.streams.agents.pipeline import Pipeline
 from pushstream.streams.kafka.admin import key_partition
+from pushstream.streams.kafka.take import batches
 from pushstream.streams.kafka.writer import Record
 
 __all__ = ["RouteAgent"]
@@ -49,7 +50,7 @@ class RouteAgent(Agent):
         async with or_exit(self.name):  # an agent that raised here would be gone, the worker still up
             self.job_partitions = await self.pipeline.writer.partitions(list(self.pipeline.topics.jobs.values()))
         try:
-            async for events in stream.noack_take(self.config.pipeline.route_batch, within=TAKE_WITHIN):
+            async for events in batches(stream, self.config.pipeline.route_batch, TAKE_WITHIN):
                 async with or_exit(self.name):
                     records, outcomes = self.route(events, time.time())
                 if self.in_flight is not None:

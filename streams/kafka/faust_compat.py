@@ -1,5 +1,6 @@
 """Where pushstream touches Faust's and aiokafka's insides: the only module that reads their
-private attributes or replaces their behaviour. Read from faust-streaming 0.15.3 and aiokafka
+private attributes or replaces their behaviour, with take.py (Faust's take without its idle
+clock), whose private names are listed here too. Read from faust-streaming 0.15.3 and aiokafka
 0.14.0; `TOUCHED` lists every name relied on, and tests/streams/kafka/test_faust_compat.py fails
 naming the one an upgrade removes.
 
@@ -66,6 +67,8 @@ TOUCHED: tuple[tuple[str, str], ...] = (
     ("faust.transport.consumer.Consumer", "_n_acked"),
     ("faust.transport.consumer.Consumer", "_stopped"),
     ("faust.agents.Agent", "_actors"),
+    ("faust.Stream", "_enable_passive"),  # take.py
+    ("faust.Stream", "_processors"),  # take.py
     ("faust.stores.rocksdb.Store", "_dbs"),
     ("faust.stores.rocksdb.Store", "offset_key"),
     ("faust.stores.rocksdb.Store", "partition_path"),
@@ -79,7 +82,7 @@ TOUCHED: tuple[tuple[str, str], ...] = (
     ("aiokafka.consumer.fetcher.Fetcher", "_proc_fetch_request"),
     ("aiokafka.consumer.fetcher.Fetcher", "_records"),
     ("aiokafka.consumer.fetcher.Fetcher", "_subscriptions"),
-    ("aiokafka.consumer.fetcher.Fetcher", "_stopped"),
+    ("faust.transport.consumer.Fetcher", "_stopped"),  # a mode Service's: the fetcher `_drain_messages` gets
     ("aiokafka.protocol.fetch.FetchRequest", "_max_wait_ms"),
 )
 

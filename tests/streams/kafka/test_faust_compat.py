@@ -1,8 +1,11 @@
-"""The consumer's fetch loop: records reach streams; read offsets only for records that did."""
+"""The consumer's fetch loop: records reach streams; read offsets only for records that did. And
+every private name of Faust's and aiokafka's that pushstream relies on is still there."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import inspect
 import time
 from collections import namedtuple
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 from faust.types import TP as FaustTP
 
 from pushstream.streams.kafka.faust_app import PushstreamApp
-from pushstream.streams.kafka.faust_compat import LeanMonitor
+from pushstream.streams.kafka.faust_compat import TOUCHED, LeanMonitor
 
 TP = namedtuple("TP", "topic partition")
 
@@ -23,6 +26,16 @@ class Msg:
     def __init__(self, offset: int, generation_id: int = 0) -> None:
         self.offset = offset
         self.generation_id = generation_id
+
+
+@pytest.mark.parametrize(("owner", "name"), TOUCHED, ids=[f"{o}.{n}" for o, n in TOUCHED])
+def test_every_private_name_relied_on_is_in_the_installed_versions(owner: str, name: str) -> None:
+    module, _, qualname = owner.rpartition(".")
+    cls = getattr(importlib.import_module(module), qualname)
+    # An attribute set on instances only shows in the source of the class or a base.
+    sources = "".join(inspect.getsource(k) for k in cls.__mro__ if k.__module__.split(".")[0] in ("faust", "aiokafka",
+                                                                                                 "mode"))
+    assert hasattr(cls, name) or f"self.{name} " in sources or f"self.{name}:" in sources, f"{owner} has no {name}"
 
 
 def _recording_consumer(stuck_at: int | None = None) -> tuple[Any, list[int]]:
