@@ -40,9 +40,9 @@ from rocksdict import AccessType, Options, Rdict
 
 from pushstream.streams.kafka.fetch_wait import FetchWaits
 
-__all__ = ["READY_LINE", "TOUCHED", "CompatApp", "LeanMonitor", "actor_crashed", "adapt_fetch_waits",
-           "partition_offsets", "persisted_offset", "resume_where_read", "seek_to", "table_bytes", "table_database",
-           "table_files"]
+__all__ = ["READY_LINE", "TOUCHED", "CompatApp", "LeanMonitor", "actor_crashed", "adapt_fetch_waits", "drain_passively",
+           "partition_offsets", "persisted_offset", "remove_processor", "resume_where_read", "seek_to", "table_bytes",
+           "table_database", "table_files"]
 
 #: The end of the line Faust's worker logs once it is ready ("[^Worker]: Ready", from faust.Worker).
 READY_LINE = "Worker]: Ready"
@@ -352,6 +352,16 @@ class LeanMonitor(Monitor):
 
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
         pass
+
+
+def drain_passively(stream: Any) -> None:
+    """Have Faust drain `stream` in the background, its processors run on each event (what its take does)."""
+    stream._enable_passive(aiter(stream.channel))
+
+
+def remove_processor(stream: Any, processor: Any) -> None:
+    """Take a processor added with `stream.add_processor` off the stream (Faust has no public way)."""
+    stream._processors.remove(processor)
 
 
 def actor_crashed(agent: Any) -> bool:

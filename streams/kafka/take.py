@@ -10,7 +10,7 @@ an idle agent sleeps until a record comes, then waits at most `within` for the b
 Like Faust's take, a processor on the stream buffers each event, and the stream is drained in
 the background. Unlike it, the body gets the buffer itself (a new one starts), so records read
 while the body runs are buffered, up to `n`; the processor waits once `n` are. Faust's private
-names used here are in faust_compat's `TOUCHED`.
+names are read in faust_compat (`drain_passively`, `remove_processor`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 import faust
 from mode.utils.locks import Event
+
+from pushstream.streams.kafka.faust_compat import drain_passively, remove_processor
 
 __all__ = ["batches"]
 
@@ -71,8 +73,7 @@ async def batches(stream: faust.Stream[Any], size: int, within: float) -> AsyncI
     acks = stream.enable_acks
     stream.enable_acks = False
     stream.add_processor(buffer.add)
-    channel: Any = aiter(stream.channel)
-    stream._enable_passive(channel)
+    drain_passively(stream)
     try:
         # (`wait_for_stopped` says "stopped" on a timeout too: `should_stop` is what is asked.)
         while not stream.should_stop:
@@ -85,4 +86,4 @@ async def batches(stream: faust.Stream[Any], size: int, within: float) -> AsyncI
                 yield buffer.take()
     finally:
         stream.enable_acks = acks
-        stream._processors.remove(buffer.add)
+        remove_processor(stream, buffer.add)
