@@ -67,7 +67,7 @@ class DeliverAgent(InstanceAgent):
                 if not self.pending.full():
                     self.wake.set()
                     continue
-                while not self._idle():  # not reading meanwhile bounds what this agent holds
+                while not self._idle():  # not taking meanwhile bounds what this agent holds (take.py)
                     assert self.in_flight is not None
                     await self.in_flight
                 if self.pending:  # `_start_when_due` may have started it as the one in flight ended

@@ -1,7 +1,7 @@
 """Where pushstream touches Faust's and aiokafka's insides: the only module that reads their
-private attributes or replaces their behaviour, with take.py (Faust's take without its idle
-clock), whose private names are listed here too. Read from faust-streaming 0.15.3 and aiokafka
-0.14.0; `TOUCHED` lists every name relied on, and tests/streams/kafka/test_faust_compat.py fails
+private attributes or replaces their behaviour (take.py, Faust's take without its idle clock,
+reads the stream's through `drain_passively` and `remove_processor`). Read from faust-streaming
+0.15.3 and aiokafka 0.14.0; `TOUCHED` lists every name relied on, and tests/streams/kafka/test_faust_compat.py fails
 naming the one an upgrade removes.
 
 What is changed, and why (each in its docstring):
@@ -67,8 +67,8 @@ TOUCHED: tuple[tuple[str, str], ...] = (
     ("faust.transport.consumer.Consumer", "_n_acked"),
     ("faust.transport.consumer.Consumer", "_stopped"),
     ("faust.agents.Agent", "_actors"),
-    ("faust.Stream", "_enable_passive"),  # take.py
-    ("faust.Stream", "_processors"),  # take.py
+    ("faust.Stream", "_enable_passive"),  # drain_passively
+    ("faust.Stream", "_processors"),  # remove_processor
     ("faust.stores.rocksdb.Store", "_dbs"),
     ("faust.stores.rocksdb.Store", "offset_key"),
     ("faust.stores.rocksdb.Store", "partition_path"),
