@@ -27,6 +27,7 @@ from pushstream.streams.kafka.admin import ensure_topics
 from pushstream.streams.kafka.dedup import Dedup
 from pushstream.streams.kafka.faust_app import PushstreamApp, app_settings, broker_ends
 from pushstream.streams.kafka.faust_compat import partition_offsets, seek_to
+from pushstream.streams.kafka.fetch_wait import QuietPartitions
 from pushstream.streams.kafka.partitions import PartitionWatch
 from pushstream.streams.kafka.writer import Writer
 from pushstream.streams.ops.metrics import Metrics
@@ -52,17 +53,18 @@ def _on_assigned(app: PushstreamApp, topics: Topics, pipeline: Pipeline, orderin
 def create_app(config: Config) -> PushstreamApp:
     """The worker's app for `config` (loaded and checked by the caller)."""
     k = config.kafka
-    app = PushstreamApp(k.app_id, fetch_max_wait=k.fetch_max_wait, **app_settings(config))
+    topics = Topics.of(config)
+    quiet = QuietPartitions(topics.retry.values())  # a retry waits out its backoff: a peek's delay is lost in it
+    app = PushstreamApp(k.app_id, fetch_max_wait=k.fetch_max_wait, quiet_partitions=quiet, **app_settings(config))
 
     def topic(name: str, maxsize: int | None = None) -> faust.TopicT:
         # The Topic class, not app.topic(): faust 0.15.3's app.topic() drops `maxsize`.
         return faust.Topic(app, topics=[name], value_type=bytes, key_type=bytes, value_serializer="raw",
                            key_serializer="raw", maxsize=maxsize)
 
-    topics = Topics.of(config)
     inputs = app.topic(*k.input_topics, value_type=bytes, value_serializer="raw", key_serializer="raw")
     metrics = Metrics()
-    writer = Writer(k)
+    writer = Writer(k, quiet=quiet)
     deliverers = {i.name: Deliverer(config, i, metrics) for i in config.instances}
     watch = _partition_watch(app, config, topics, deliverers)
     ops = OpsServer(app, config, metrics, writer, deliverers, watch, config.ops.listen)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pushstream.codecs.config import Config
 from pushstream.streams.kafka.faust_compat import CompatApp, LeanMonitor
+from pushstream.streams.kafka.fetch_wait import QuietPartitions
 from pushstream.streams.kafka.security import faust_settings
 
 __all__ = ["PushstreamApp", "app_settings", "broker_ends", "raise_open_files", "tune_gc", "tune_process"]
@@ -25,11 +26,14 @@ log = logging.getLogger(__name__)
 
 class PushstreamApp(CompatApp):
     """The pipeline's Faust app: its consumer waits at most `fetch_max_wait` seconds per idle fetch
+    and names the partitions of `quiet_partitions` only while they answer records, or at a peek
     (faust_compat.py), it runs `prepare` before it starts, and it keeps the lean monitor."""
 
     def __init__(self, *args: Any, fetch_max_wait: float | None = None,
+                 quiet_partitions: QuietPartitions | None = None,
                  prepare: Callable[[], object] | None = None, **kwargs: Any) -> None:
         self.fetch_max_wait = fetch_max_wait
+        self.quiet_partitions = quiet_partitions
         self.prepare = prepare
         #: Partitions an agent holds on purpose, and why (PartitionWatch reports them as held).
         self.held_partitions: dict[Any, str] = {}

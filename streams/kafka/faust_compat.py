@@ -7,7 +7,8 @@ naming the one an upgrade removes.
 What is changed, and why (each in its docstring):
 - the worker consumer's fetch wait is `kafka.fetch_max_wait` (Faust hard-codes 1.5 s; a broker
   that holds every fetch for the full wait, as the local one does, adds it to every hop), and
-  each request's wait adapts to what the broker answers (fetch_wait.py);
+  each request's wait adapts to what the broker answers, and retry partitions that stay empty
+  are named only at peeks (fetch_wait.py);
 - the fetch loop hands records to the streams per batch, and sets a read offset only for a
   record that reached its stream (`_Consumer._drain_messages`);
 - the consumer's assignment is converted to Faust's partitions once per rebalance, not on each
@@ -38,7 +39,7 @@ from faust.transport.consumer import CONSUMER_FETCHING, ensure_TPset
 from faust.transport.drivers import aiokafka as driver
 from rocksdict import AccessType, Options, Rdict
 
-from pushstream.streams.kafka.fetch_wait import FetchWaits
+from pushstream.streams.kafka.fetch_wait import FetchWaits, QuietPartitions
 
 __all__ = ["READY_LINE", "TOUCHED", "CompatApp", "LeanMonitor", "actor_crashed", "adapt_fetch_waits", "drain_passively",
            "partition_offsets", "persisted_offset", "remove_processor", "resume_where_read", "seek_to", "table_bytes",
@@ -84,6 +85,7 @@ TOUCHED: tuple[tuple[str, str], ...] = (
     ("aiokafka.consumer.fetcher.Fetcher", "_subscriptions"),
     ("faust.transport.consumer.Fetcher", "_stopped"),  # a mode Service's: the fetcher `_drain_messages` gets
     ("aiokafka.protocol.fetch.FetchRequest", "_max_wait_ms"),
+    ("aiokafka.protocol.fetch.FetchRequest", "_topics"),
 )
 
 
@@ -109,7 +111,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         await super().on_start()
         wait = getattr(self.app, "fetch_max_wait", None)
         if wait is not None:
-            adapt_fetch_waits(self._consumer, FetchWaits(wait))
+            adapt_fetch_waits(self._consumer, FetchWaits(wait), getattr(self.app, "quiet_partitions", None))
 
     def verify_event_path(self, now: float, tp: Any) -> None:
         """Faust's check that a partition's stream keeps up (its livelock detector, every 2.5 commit
@@ -137,24 +139,35 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
-def adapt_fetch_waits(consumer: aiokafka.AIOKafkaConsumer, waits: FetchWaits) -> None:
-    """Give each of a started consumer's fetch requests the wait `waits` names for it (see
-    fetch_wait.py), and tell `waits` how each partition answered. aiokafka 0.14: its fetcher
-    builds one request per broker with `_fetch_max_wait_ms` and sends it in
-    `Fetcher._proc_fetch_request`, which leaves the records it got in `Fetcher._records`."""
+def adapt_fetch_waits(consumer: aiokafka.AIOKafkaConsumer, waits: FetchWaits,
+                      quiet: QuietPartitions | None = None) -> None:
+    """Give each of a started consumer's fetch requests the wait `waits` names for it, leave out
+    the partitions `quiet` finds quiet (see fetch_wait.py), and tell both how each partition
+    answered. aiokafka 0.14: its fetcher builds one request per broker with `_fetch_max_wait_ms`
+    and sends it in `Fetcher._proc_fetch_request`, which reads the partitions to answer from the
+    request and leaves the records it got in `Fetcher._records`."""
     fetcher = consumer._fetcher
     send = fetcher._proc_fetch_request
+    records = fetcher._records
+    partition = aiokafka.TopicPartition
 
     async def proc_fetch_request(assignment: Any, node_id: int, request: Any) -> bool:
-        asked = [(aiokafka.TopicPartition(topic, p), offset) for topic, parts in request.topics
-                 for p, offset, _ in parts]
-        if assignment.active:
-            request._max_wait_ms = int(1000 * waits.for_request(
-                (tp, offset, assignment.state_value(tp).highwater) for tp, offset in asked))
+        if quiet is not None:
+            request._topics = quiet.select(request._topics, time.monotonic())
+        if not assignment.active:
+            return bool(await send(assignment, node_id, request))
+        state = assignment.state_value
+        asked = [(tp, offset, state(tp).highwater) for topic, parts in request._topics
+                 for p, offset, _ in parts for tp in (partition(topic, p),)]
+        request._max_wait_ms = int(1000 * waits.for_request(asked))
         fresh = await send(assignment, node_id, request)
         if assignment.active:
-            for tp, offset in asked:
-                waits.observe(tp, offset, assignment.state_value(tp).highwater, tp in fetcher._records)
+            for tp, offset, _ in asked:
+                highwater = state(tp).highwater
+                got = tp in records
+                waits.observe(tp, offset, highwater, got)
+                if quiet is not None:
+                    quiet.observe(tp.topic, tp.partition, got, highwater is not None and highwater > offset)
         return bool(fresh)
 
     fetcher._proc_fetch_request = proc_fetch_request

@@ -1,4 +1,5 @@
-"""How long each fetch request may wait at the broker (pure policy; the consumer applies it).
+"""How long each fetch request may wait at the broker, and which partitions it names (pure
+policy; the consumer applies it).
 
 A fetch names a wait: the longest the broker may hold it when it has nothing to return. Kafka
 answers as soon as records are there, so the wait only bounds idle polls and a short one costs
@@ -19,8 +20,9 @@ On Kafka no partition ever answers empty with records waiting, so every request 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
+from typing import Any
 
-__all__ = ["FetchWaits"]
+__all__ = ["FetchWaits", "QuietPartitions"]
 
 
 class FetchWaits:
@@ -34,6 +36,8 @@ class FetchWaits:
     def for_request(self, partitions: Iterable[tuple[Hashable, int, int | None]]) -> float:
         """The wait for one request of (partition, fetch offset, last known high watermark)."""
         wait = self.base
+        if not self._needed:  # the usual case: no partition needs more than base
+            return wait
         for tp, offset, highwater in partitions:
             if highwater is not None and highwater > offset:
                 wait = max(wait, self._needed.get(tp, self.base))
@@ -54,3 +58,61 @@ class FetchWaits:
     def needed(self, tp: Hashable) -> float:
         """The wait a partition needs now (`base` unless it came back empty with records waiting)."""
         return self._needed.get(tp, self.base)
+
+
+class QuietPartitions:
+    """Which partitions of some topics a fetch request names: those that answered records lately.
+
+    Every fetch names every fetchable partition, and the cost of a fetch grows with them on both
+    ends (aiokafka encodes and decodes each in Python; the local broker lists each one's batches):
+    a 20-instance worker names 328 partitions, 160 of them retry partitions that are nearly
+    always empty. A partition of `topics` that answered `after` fetches in a row with no records
+    (and none waiting past its position) is quiet: it is left out of requests, except at a peek,
+    every `peek` seconds, when every partition is named. So a record written to a quiet
+    partition by another worker is read within `peek` seconds; one this worker writes wakes its
+    topic at once (`wake`), and the topic's partitions are named for `hold` seconds after it.
+    Meant for topics whose records wait anyway: a retry is due after a backoff.
+    """
+
+    def __init__(self, topics: Iterable[str], after: int = 25, peek: float = 0.5, hold: float = 1.0) -> None:
+        self.topics = frozenset(topics)
+        self.after = after
+        self.peek = peek
+        self.hold = hold
+        self._empty: dict[tuple[str, int], int] = {}  # consecutive empty answers, per partition of `topics`
+        self._woken: dict[str, float] = {}  # topic -> when this worker last wrote it (set from the loop thread)
+        self._next_peek = 0.0
+
+    def wake(self, topic: str, now: float) -> None:
+        """This worker just wrote records to `topic` (a monotonic `now`): name all its partitions again."""
+        if topic in self.topics:
+            self._woken[topic] = now
+
+    def select(self, topics: list[tuple[str, list[Any]]], now: float) -> list[tuple[str, list[Any]]]:
+        """A request's (topic, [(partition, ...), ...]) with the quiet partitions left out, unless a
+        peek is due. A request would never be left empty: it is then sent whole."""
+        if now >= self._next_peek:
+            self._next_peek = now + self.peek
+            return topics
+        kept = []
+        for topic, parts in topics:
+            if topic in self.topics and self._woken.get(topic, -self.hold) + self.hold < now:
+                parts = [p for p in parts if self._empty.get((topic, p[0]), 0) < self.after]
+                if not parts:
+                    continue
+            kept.append((topic, parts))
+        return kept or topics
+
+    def observe(self, topic: str, partition: int, got_records: bool, waiting: bool) -> None:
+        """One partition's answer: records or not, and whether records wait past its position."""
+        if topic not in self.topics:
+            return
+        if got_records or waiting:
+            self._empty.pop((topic, partition), None)
+        else:
+            key = (topic, partition)
+            self._empty[key] = self._empty.get(key, 0) + 1
+
+    def quiet(self, topic: str, partition: int) -> bool:
+        """Whether the partition is left out of requests between peeks."""
+        return self._empty.get((topic, partition), 0) >= self.after

@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pushstream.codecs.records import Job, encode
 from pushstream.streams.kafka.admin import make_producer
+from pushstream.streams.kafka.fetch_wait import QuietPartitions
 from pushstream.streams.kafka.security import Cluster, as_kafka, explain
 
 __all__ = ["Record", "WriteError", "Writer", "job_record"]
@@ -103,9 +104,12 @@ REACH_CACHE = 1.0  # seconds one broker check answers repeated probes
 class Writer(mode.Service):
     """One producer per worker; `write(records)` returns once the broker has acked all of them."""
 
-    def __init__(self, cluster: Cluster, producer_config: dict[str, object] | None = None, **kwargs: Any) -> None:
+    def __init__(self, cluster: Cluster, producer_config: dict[str, object] | None = None,
+                 quiet: QuietPartitions | None = None, **kwargs: Any) -> None:
         self.kafka = as_kafka(cluster)
         self.producer_config = producer_config or {}
+        #: The worker consumer's quiet partitions: a topic written here is fetched again at once.
+        self.quiet = quiet
         self._producer: Producer | None = None
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
@@ -187,6 +191,10 @@ class Writer(mode.Service):
                     acks.refused(i, exc.args[0].str() if exc.args else str(exc))
                     break
         await acks.future
+        if self.quiet is not None:
+            now = time.monotonic()
+            for topic in {r.topic for r in records} & self.quiet.topics:
+                self.quiet.wake(topic, now)
         return acks.written
 
     async def on_stop(self) -> None:

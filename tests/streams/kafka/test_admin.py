@@ -1,14 +1,17 @@
-"""Kafka helpers against the real local broker: where keyed records land, and topic metadata."""
+"""Kafka helpers against the real local broker: where keyed records land, topic metadata, and the
+quiet partitions a write wakes."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
 
 from pushstream.streams.kafka.admin import create_topics, key_partition, make_producer
-from pushstream.streams.kafka.writer import WriteError, Writer
+from pushstream.streams.kafka.fetch_wait import QuietPartitions
+from pushstream.streams.kafka.writer import Record, WriteError, Writer
 from pushstream.streams.local.broker import LocalBroker
 
 
@@ -43,3 +46,23 @@ def test_writer_reads_partition_counts_and_names_a_missing_topic(broker: LocalBr
             await writer.on_stop()
 
     asyncio.run(main())
+
+
+def test_a_write_wakes_the_quiet_partitions_of_its_topics_once_acked(broker: LocalBroker) -> None:
+    retry, other = f"retry-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    create_topics(broker.url, [retry, other], 2)
+    quiet = QuietPartitions([retry, other], after=1, peek=3600.0)
+    request = [(retry, [(0, 0, 1), (1, 0, 1)]), (other, [(0, 0, 1)]), ("in", [(0, 0, 1)])]
+    quiet.select(request, time.monotonic())  # the first peek
+    for topic, partition in ((retry, 0), (retry, 1), (other, 0)):
+        quiet.observe(topic, partition, got_records=False, waiting=False)
+
+    async def main() -> list[tuple[str, list[tuple[int, int, int]]]]:
+        writer = Writer(broker.url, quiet=quiet)
+        try:
+            await writer.write([Record(retry, b"user", b"a retry")])
+            return quiet.select(request, time.monotonic())
+        finally:
+            await writer.on_stop()
+
+    assert [topic for topic, _ in asyncio.run(main())] == [retry, "in"]  # `other` stays quiet

@@ -1,17 +1,19 @@
-"""Fetch waits: the policy (pure), and the local broker's empty answers it works around (real
-broker, plain aiokafka consumers)."""
+"""Fetch waits and quiet partitions: the policies (pure), the local broker's empty answers the
+waits work around, and quiet partitions read again by a real consumer (real broker, plain
+aiokafka consumers)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import aiokafka
 
 from pushstream.streams.kafka.admin import bootstrap, create_topics, make_producer
 from pushstream.streams.kafka.faust_compat import adapt_fetch_waits
-from pushstream.streams.kafka.fetch_wait import FetchWaits
+from pushstream.streams.kafka.fetch_wait import FetchWaits, QuietPartitions
 from pushstream.streams.local.broker import LocalBroker
 
 
@@ -37,6 +39,107 @@ def test_an_empty_answer_on_a_caught_up_partition_changes_nothing() -> None:
     waits.observe("a", 10, 10, got_records=False)
     waits.observe("a", 10, None, got_records=False)
     assert waits.needed("a") == 0.02
+
+
+def _request(*names: tuple[str, list[int]]) -> list[tuple[str, list[tuple[int, int, int]]]]:
+    return [(topic, [(p, 0, 1 << 20) for p in parts]) for topic, parts in names]
+
+
+def _named(request: list[tuple[str, list[tuple[int, int, int]]]]) -> set[tuple[str, int]]:
+    return {(topic, p[0]) for topic, parts in request for p in parts}
+
+
+def test_a_partition_that_stays_empty_is_named_only_at_peeks_until_it_answers_records() -> None:
+    quiet = QuietPartitions(["retry"], after=3, peek=0.5)
+    request = _request(("in", [0]), ("retry", [0, 1]))
+    assert _named(quiet.select(request, 100.0)) == {("in", 0), ("retry", 0), ("retry", 1)}  # the first is a peek
+    for _ in range(3):
+        quiet.observe("retry", 0, got_records=False, waiting=False)
+        quiet.observe("in", 0, got_records=False, waiting=False)  # not one of `topics`: always named
+    assert quiet.quiet("retry", 0) and not quiet.quiet("retry", 1) and not quiet.quiet("in", 0)
+    assert _named(quiet.select(request, 100.1)) == {("in", 0), ("retry", 1)}
+    assert _named(quiet.select(request, 100.4)) == {("in", 0), ("retry", 1)}
+    assert ("retry", 0) in _named(quiet.select(request, 100.5))  # a peek names every partition
+    quiet.observe("retry", 0, got_records=True, waiting=False)
+    assert ("retry", 0) in _named(quiet.select(request, 100.6))  # it answered records: named at every fetch
+
+
+def test_a_partition_with_records_waiting_never_goes_quiet() -> None:
+    quiet = QuietPartitions(["retry"], after=2)
+    for _ in range(5):
+        quiet.observe("retry", 0, got_records=False, waiting=True)  # the local broker's empty answer of a deep one
+    assert not quiet.quiet("retry", 0)
+
+
+def test_a_write_by_this_worker_names_the_topic_again_for_hold_seconds() -> None:
+    quiet = QuietPartitions(["retry", "other"], after=1, peek=10.0, hold=1.0)
+    request = _request(("in", [0]), ("retry", [0, 1]), ("other", [0]))
+    quiet.select(request, 0.0)  # the peek
+    for topic, p in (("retry", 0), ("retry", 1), ("other", 0)):
+        quiet.observe(topic, p, got_records=False, waiting=False)
+    assert _named(quiet.select(request, 1.0)) == {("in", 0)}
+    quiet.wake("retry", 2.0)
+    quiet.wake("not-watched", 2.0)
+    assert _named(quiet.select(request, 2.5)) == {("in", 0), ("retry", 0), ("retry", 1)}
+    assert _named(quiet.select(request, 3.1)) == {("in", 0)}
+
+
+def test_a_request_of_quiet_partitions_only_is_sent_whole() -> None:
+    quiet = QuietPartitions(["retry"], after=1, peek=10.0)
+    request = _request(("retry", [0, 1]))
+    quiet.select(request, 0.0)
+    quiet.observe("retry", 0, got_records=False, waiting=False)
+    quiet.observe("retry", 1, got_records=False, waiting=False)
+    assert quiet.select(request, 1.0) == request  # an empty request would come back at once, in a busy loop
+
+
+async def _quiet_then_written(broker: LocalBroker) -> tuple[bool, set[str], int]:
+    """A consumer of two topics, `busy` and `retry` (quiet partitions): whether `retry` went quiet,
+    the topics a request named between peeks once it had, and the records of `retry` it read
+    after another producer wrote one there."""
+    busy, retry = f"busy-{uuid.uuid4().hex[:8]}", f"retry-{uuid.uuid4().hex[:8]}"
+    create_topics(broker.url, [busy, retry], 1)
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap(broker.url), enable_auto_commit=False,
+                                         fetch_max_wait_ms=20)
+    await consumer.start()
+    named: list[set[str]] = []
+    try:
+        fetcher = consumer._fetcher
+        send = fetcher._proc_fetch_request
+
+        async def recording(assignment: Any, node_id: int, request: Any) -> Any:
+            named.append({topic for topic, _ in request.topics})
+            return await send(assignment, node_id, request)
+
+        fetcher._proc_fetch_request = recording
+        quiet = QuietPartitions([retry], after=5, peek=1.0)
+        adapt_fetch_waits(consumer, FetchWaits(0.02), quiet)
+        consumer.assign([aiokafka.TopicPartition(busy, 0), aiokafka.TopicPartition(retry, 0)])
+        await consumer.seek_to_beginning()
+        deadline = time.monotonic() + 10
+        while not quiet.quiet(retry, 0) and time.monotonic() < deadline:
+            await consumer.getmany(timeout_ms=100)
+        went_quiet = quiet.quiet(retry, 0)
+        named.clear()
+        await consumer.getmany(timeout_ms=300)
+        between_peeks = set.intersection(*named[1:]) if len(named) > 1 else set()  # named[0] may be a peek
+        producer = make_producer(broker.url)
+        producer.produce(retry, value=b"a retry from another worker", partition=0)
+        assert producer.flush(10) == 0
+        read, deadline = 0, time.monotonic() + 10
+        while not read and time.monotonic() < deadline:
+            read += len((await consumer.getmany(timeout_ms=200)).get(aiokafka.TopicPartition(retry, 0), []))
+        return went_quiet, between_peeks, read
+    finally:
+        await consumer.stop()
+
+
+def test_a_quiet_partition_is_left_out_of_fetches_and_still_reads_what_another_worker_writes(
+        broker: LocalBroker) -> None:
+    went_quiet, between_peeks, read = asyncio.run(_quiet_then_written(broker))
+    assert went_quiet
+    assert between_peeks and all(not t.startswith("retry-") for t in between_peeks)
+    assert read == 1
 
 
 BATCHES = 20_000
