@@ -27,7 +27,7 @@ import faust
 
 from pushstream.codecs.records import Job
 from pushstream.codecs.settle import Writes
-from pushstream.streams.agents.base import TAKE_WITHIN, InstanceAgent, or_exit, record_jobs
+from pushstream.streams.agents.base import InstanceAgent, or_exit, record_jobs
 from pushstream.streams.agents.ordering import Ordering, Pairs
 from pushstream.streams.agents.pipeline import Pipeline
 from pushstream.streams.delivery.deliverer import Deliverer
@@ -61,7 +61,9 @@ class DeliverAgent(InstanceAgent):
         self.wake = asyncio.Event()
         starter = asyncio.ensure_future(self._start_when_due(stream))
         try:
-            async for events in batches(stream, self.steps, TAKE_WITHIN):
+            # No take window: `Pending` decides when a delivery starts, so a record read waits for
+            # nothing more before it joins (a 20 ms window here was 20-30 ms of p50 at half load).
+            async for events in batches(stream, self.steps, 0.0):
                 async with or_exit(self.name):
                     self.pending.add(events, record_jobs(events), time.monotonic())
                 if not self.pending.full():
