@@ -96,7 +96,6 @@ class DestinationClient:
         dest = instance.destination
         self.instance = instance
         self._transport = transport or AiohttpTransport(instance.max_in_flight)
-        self._follow_redirects = instance.follow_redirects
         self._client = httpx.AsyncClient(
             base_url=dest.base_url(instance.settings),
             headers={"user-agent": dest.user_agent or USER_AGENT, **dest.auth_headers(instance.settings)},
@@ -133,7 +132,7 @@ class DestinationClient:
         try:
             built = self._client.build_request(request.method, self._url(request.path), content=content,
                                                headers=headers)
-            if self._follow_redirects:
+            if self.instance.follow_redirects:
                 return await self._client.send(built)
             # Straight to the transport: httpx's send wraps it in auth, redirect, hook and cookie
             # layers that a client following no redirects does not use (the host check runs here).

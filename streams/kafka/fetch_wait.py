@@ -97,7 +97,7 @@ class QuietPartitions:
         kept = []
         for topic, parts in topics:
             if topic in self.topics and self._woken.get(topic, -self.hold) + self.hold < now:
-                parts = [p for p in parts if self._empty.get((topic, p[0]), 0) < self.after]
+                parts = [p for p in parts if not self.quiet(topic, p[0])]
                 if not parts:
                     continue
             kept.append((topic, parts))

@@ -193,7 +193,7 @@ class Writer(mode.Service):
         await acks.future
         if self.quiet is not None:
             now = time.monotonic()
-            for topic in {r.topic for r in records} & self.quiet.topics:
+            for topic in {r.topic for r in records}:  # `wake` passes over topics it does not watch
                 self.quiet.wake(topic, now)
         return acks.written
 
